@@ -1,0 +1,80 @@
+"""The embedder interface and the feature maps embedders return."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from affine import Affine
+
+from rsembed_db.sources.base import Chip
+from rsembed_db.specs.sensor import SensorSpec
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What ``describe_model`` reports."""
+
+    name: str
+    dim: int
+    kind: str  # "on_the_fly" or "precomputed"
+    bands: tuple[str, ...]
+    scale_m: float
+    image_size: int | None = None
+    patch_size: int | None = None
+    normalisation: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+    licence: str = ""
+    summary: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["bands"] = list(self.bands)
+        return out
+
+
+@dataclass
+class FeatureMap:
+    """Per-location features (D, h, w) on a north-up grid in the chip's CRS.
+
+    ``valid`` marks cells computed from real imagery; pooling ignores the rest.
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+    transform: Affine
+    crs: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Embedder(ABC):
+    """An on-the-fly model: imagery chips in, feature maps out.
+
+    Subclasses set ``name`` and take their configuration as keyword arguments;
+    ``config`` must hold every value that changes the output (it is part of the key).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, **config: Any) -> None:
+        self.config = config
+
+    @property
+    def dim(self) -> int:
+        return self.describe().dim
+
+    @abstractmethod
+    def describe(self) -> ModelDescription:
+        ...
+
+    @abstractmethod
+    def default_sensor(self) -> SensorSpec:
+        ...
+
+    @abstractmethod
+    def embed(self, chips: list[Chip]) -> list[FeatureMap]:
+        """Embed a batch of chips; one feature map per chip, same order."""
+        ...

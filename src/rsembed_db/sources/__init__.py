@@ -1,0 +1,1 @@
+"""Imagery and precomputed-product sources."""

@@ -1,0 +1,42 @@
+"""The one error type for invalid user input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SpecError(ValueError):
+    """Invalid input: names the offending field and, where finite, the allowed values."""
+
+    def __init__(self, field: str, message: str, allowed: Iterable[object] | None = None):
+        self.field = field
+        self.allowed = tuple(allowed) if allowed is not None else None
+        text = f"{field}: {message}"
+        if self.allowed is not None:
+            text += f" (allowed: {', '.join(map(str, self.allowed))})"
+        super().__init__(text)
+
+
+def require_choice(field: str, value: object, allowed: Iterable[object]) -> None:
+    """Raise SpecError unless ``value`` is one of ``allowed``."""
+    options = tuple(allowed)
+    if value not in options:
+        raise SpecError(field, f"got {value!r}", options)
+
+
+def require_positive(field: str, value: object) -> float:
+    """Return ``value`` as float, raising SpecError unless it is a finite number > 0."""
+    number = require_number(field, value)
+    if number <= 0:
+        raise SpecError(field, f"must be > 0, got {value!r}")
+    return number
+
+
+def require_number(field: str, value: object) -> float:
+    """Return ``value`` as a finite float, raising SpecError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(field, f"must be a number, got {value!r}")
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise SpecError(field, f"must be finite, got {value!r}")
+    return number

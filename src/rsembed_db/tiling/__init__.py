@@ -1,0 +1,1 @@
+"""Regions -> tiles (H3 cells or projected grid squares) -> chip grids."""
