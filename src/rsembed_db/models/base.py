@@ -28,11 +28,13 @@ class ModelDescription:
     weights: str = ""
     licence: str = ""
     summary: str = ""
+    modalities: tuple[str, ...] = ("optical",)
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["bands"] = list(self.bands)
+        out["modalities"] = list(self.modalities)
         return out
 
 

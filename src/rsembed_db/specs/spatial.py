@@ -15,7 +15,7 @@ import h3
 import pyproj
 import shapely
 from shapely.geometry import Polygon, box
-from shapely.ops import transform as transform_geometry
+from shapely.geometry.base import BaseGeometry
 
 from rsembed_db.specs.errors import SpecError, require_choice, require_number, require_positive
 
@@ -156,7 +156,8 @@ class GridCell:
     def tile_id(self) -> str:
         epsg = self.crs.split(":")[-1]
         size = int(self.size_m) if float(self.size_m).is_integer() else self.size_m
-        return f"{epsg}_{size}m_{int(self.minx // self.size_m)}_{int(self.miny // self.size_m)}"
+        # Tile origins are multiples of size_m: round, since e.g. (3 * 0.1) // 0.1 == 2.
+        return f"{epsg}_{size}m_{round(self.minx / self.size_m)}_{round(self.miny / self.size_m)}"
 
     def native_geometry(self) -> Polygon:
         return box(self.minx, self.miny, self.minx + self.size_m, self.miny + self.size_m)
@@ -198,7 +199,11 @@ def _transformer(src: str, dst: str) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
+def reproject_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
+    """``geom`` transformed from CRS ``src`` to ``dst`` (vertices only; densify first if needed)."""
+    return shapely.transform(geom, lambda x, y: _transformer(src, dst).transform(x, y), interleaved=False)
+
+
 def _to_lonlat(geom: Polygon, crs: str) -> Polygon:
     """Transform a projected polygon to lon/lat, densifying edges so curvature is kept."""
-    dense = shapely.segmentize(geom, max(geom.length / 64.0, 1.0))
-    return transform_geometry(_transformer(crs, WGS84).transform, dense)
+    return reproject_geometry(shapely.segmentize(geom, max(geom.length / 64.0, 1.0)), crs, WGS84)

@@ -10,7 +10,6 @@ from affine import Affine
 from rasterio.features import geometry_mask
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as transform_geometry
 
 from rsembed_db.specs.spatial import (
     WGS84,
@@ -20,6 +19,7 @@ from rsembed_db.specs.spatial import (
     _transformer,
     utm_crs_for,
 )
+from rsembed_db.tiling.region import project_lonlat
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def chip_grid_for(spatial: SpatialSpec, scale_m: float) -> ChipGrid:
         lonlat = spatial.lonlat_geometry()
         centre = lonlat.centroid
         crs = utm_crs_for(centre.x, centre.y)
-        roi = transform_geometry(_transformer(WGS84, crs).transform, lonlat)
+        roi = project_lonlat(lonlat, crs)
     return _snapped_grid(crs, roi, float(scale_m))
 
 

@@ -1,0 +1,1 @@
+"""The ``rsembed-db`` command line."""

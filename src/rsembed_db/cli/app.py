@@ -1,0 +1,39 @@
+"""The ``rsembed-db`` entry point: commands plus one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from rsembed_db.cli import catalog, ingest, retrieve
+from rsembed_db.sources.base import TileFailure
+from rsembed_db.specs.errors import SpecError
+
+app = typer.Typer(help="rsembed-db: an embedding database for Earth observation.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.command()(ingest.ingest)
+app.command()(retrieve.get)
+app.command()(retrieve.search)
+app.command()(catalog.tables)
+app.command()(catalog.models)
+app.command()(catalog.describe)
+app.command()(catalog.failures)
+
+
+def main() -> None:
+    """Run the CLI; invalid input prints ``error: <field>: <problem>`` and exits 2."""
+    err = Console(stderr=True)
+    try:
+        app(standalone_mode=False)
+    except (SpecError, TileFailure) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

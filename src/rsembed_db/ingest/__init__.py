@@ -1,0 +1,1 @@
+"""The ingest engine: plan -> skip stored keys -> fetch -> embed -> write."""

@@ -1,0 +1,149 @@
+"""The ingest run: skip stored keys, fetch on a thread pool, embed in batches, commit in chunks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from rsembed_db.ingest.producer import Prepared, Producer
+from rsembed_db.sources.base import TileFailure
+from rsembed_db.specs.errors import SpecError
+from rsembed_db.specs.request import EmbeddingRequest
+from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.records import EmbeddingRecord, FailureRecord
+from rsembed_db.tiling.plan import tile_id
+
+ProgressCallback = Callable[[int, int], None]  # (computed_delta, failed_delta)
+
+
+@dataclass
+class IngestSummary:
+    model: str
+    table: str
+    planned: int
+    already_stored: int = 0
+    computed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def tiles_per_second(self) -> float:
+        done = self.computed + self.failed
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class IngestOptions:
+    batch_size: int = 16
+    workers: int = 4
+    commit_every: int = 64
+
+
+class _Writer:
+    """Buffers results and commits them in chunks (each commit atomic)."""
+
+    def __init__(self, store: EmbeddingStore, producer: Producer, summary: IngestSummary,
+                 commit_every: int, on_progress: ProgressCallback | None) -> None:
+        self.store, self.producer, self.summary = store, producer, summary
+        self.commit_every, self.on_progress = commit_every, on_progress
+        self.records: list[EmbeddingRecord] = []
+        self.failures: list[FailureRecord] = []
+
+    def add(self, results: list[EmbeddingRecord | FailureRecord]) -> None:
+        computed = [r for r in results if isinstance(r, EmbeddingRecord)]
+        failed = [r for r in results if isinstance(r, FailureRecord)]
+        self.records += computed
+        self.failures += failed
+        self.summary.computed += len(computed)
+        self.summary.failed += len(failed)
+        self.summary.failures += [(f.tile_id, f.error) for f in failed]
+        if self.on_progress:
+            self.on_progress(len(computed), len(failed))
+        if len(self.records) + len(self.failures) >= self.commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        p = self.producer
+        self.store.write(p.table_name, self.records, p.dim)
+        self.store.record_failures(p.table_name, self.failures)
+        self.records, self.failures = [], []
+
+
+def pending_requests(store: EmbeddingStore, producer: Producer,
+                     requests: list[EmbeddingRequest]) -> list[EmbeddingRequest]:
+    """Requests whose key is not stored yet (with a grid, for grid requests)."""
+    unique = list({r.key: r for r in requests}.values())
+    need_grid = [r.key for r in unique if r.output.mode == "grid"]
+    pooled = [r.key for r in unique if r.output.mode != "grid"]
+    stored = store.existing_keys(producer.table_name, pooled)
+    stored |= store.existing_keys(producer.table_name, need_grid, need_grid=True)
+    return [r for r in unique if r.key not in stored]
+
+
+def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[EmbeddingRequest],
+               options: IngestOptions = IngestOptions(), dry_run: bool = False,
+               on_start: Callable[[int], None] | None = None,
+               on_progress: ProgressCallback | None = None) -> IngestSummary:
+    """Compute and store every request not already stored; failures are logged per tile.
+
+    A configuration error (SpecError) stops the run; everything computed before it is
+    committed first, so nothing is lost.
+    """
+    started = time.perf_counter()
+    todo = pending_requests(store, producer, requests)
+    summary = IngestSummary(producer.model, producer.table_name, planned=len({r.key for r in requests}))
+    summary.already_stored = summary.planned - len(todo)
+    if on_start:
+        on_start(len(todo))
+    if not dry_run and todo:
+        writer = _Writer(store, producer, summary, options.commit_every, on_progress)
+        try:
+            _compute(producer, todo, options, writer)
+        finally:
+            writer.flush()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _prepare(producer: Producer, request: EmbeddingRequest) -> Prepared | FailureRecord:
+    try:
+        return producer.prepare(request)
+    except SpecError:
+        raise
+    except TileFailure as exc:
+        return FailureRecord(request, tile_id(request.spatial), str(exc))
+    except Exception as exc:  # noqa: BLE001 - any per-tile I/O error is recorded, not fatal
+        return FailureRecord(request, tile_id(request.spatial), f"{type(exc).__name__}: {exc}")
+
+
+def _compute(producer: Producer, todo: list[EmbeddingRequest], options: IngestOptions,
+             writer: _Writer) -> None:
+    queue = iter(todo)
+    in_flight: set[Future] = set()
+    batch: list[Prepared] = []
+    window = options.workers * 2 + options.batch_size
+    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="fetch") as pool:
+        try:
+            while True:
+                while len(in_flight) < window and (request := next(queue, None)) is not None:
+                    in_flight.add(pool.submit(_prepare, producer, request))
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()
+                    if isinstance(result, FailureRecord):
+                        writer.add([result])
+                    else:
+                        batch.append(result)
+                while len(batch) >= options.batch_size:
+                    writer.add(producer.finish(batch[:options.batch_size]))
+                    batch = batch[options.batch_size:]
+            if batch:
+                writer.add(producer.finish(batch))
+        finally:
+            for future in in_flight:
+                future.cancel()

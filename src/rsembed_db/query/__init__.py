@@ -1,0 +1,1 @@
+"""Reading the store: similarity search and retrieval."""

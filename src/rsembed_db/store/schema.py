@@ -1,0 +1,152 @@
+"""Arrow schemas of the embedding and failure tables, and record -> Arrow conversion.
+
+Embedding row (DESIGN.md section 3): ``key`` (sha256 of the canonical request),
+``model`` + ``model_config``, spatial columns (``spatial_kind``, ``spatial`` JSON,
+``tile_id``, ``h3`` uint64 + ``h3_res``, bbox, centre, WKB ``geometry``), temporal
+columns (``t_start``/``t_end`` of the half-open window, ``year`` of its midpoint),
+``pooling``, ``vector`` fixed_size_list<float32>[D], an optional grid (flattened
+float32 values + ``grid_shape`` (D, H, W), ``grid_crs``, ``grid_transform``), ``meta``
+JSON and ``created_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import shapely
+import xarray as xr
+from affine import Affine
+
+from rsembed_db.models.base import FeatureMap
+from rsembed_db.models.pooling import to_dataarray
+
+from rsembed_db.specs.canonical import canonical_json
+from rsembed_db.specs.spatial import H3Cell
+from rsembed_db.store.records import EmbeddingRecord, FailureRecord
+
+FAILURES_TABLE = "_failures"
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("model", pa.string()),
+        pa.field("model_config", pa.string()),
+        pa.field("tile_id", pa.string()),
+        pa.field("spatial_kind", pa.string()),
+        pa.field("spatial", pa.string()),
+        pa.field("h3", pa.uint64()),
+        pa.field("h3_res", pa.int8()),
+        pa.field("minlon", pa.float64()),
+        pa.field("minlat", pa.float64()),
+        pa.field("maxlon", pa.float64()),
+        pa.field("maxlat", pa.float64()),
+        pa.field("lon", pa.float64()),
+        pa.field("lat", pa.float64()),
+        pa.field("geometry", pa.binary()),
+        pa.field("t_start", pa.date32()),
+        pa.field("t_end", pa.date32()),
+        pa.field("year", pa.int16()),
+        pa.field("pooling", pa.string()),
+        pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("grid", pa.list_(pa.float32())),
+        pa.field("grid_shape", pa.list_(pa.int32(), 3)),
+        pa.field("grid_crs", pa.string()),
+        pa.field("grid_transform", pa.list_(pa.float64(), 6)),
+        pa.field("meta", pa.string()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ])
+
+
+FAILURE_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("table_name", pa.string()),
+    pa.field("model", pa.string()),
+    pa.field("tile_id", pa.string()),
+    pa.field("request", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def vector_dim(schema: pa.Schema) -> int:
+    return schema.field("vector").type.list_size
+
+
+def _spatial_columns(record: EmbeddingRecord) -> dict[str, Any]:
+    spatial = record.request.spatial
+    geom = spatial.lonlat_geometry()
+    minlon, minlat, maxlon, maxlat = geom.bounds
+    centre = geom.centroid
+    is_h3 = isinstance(spatial, H3Cell)
+    return {
+        "spatial_kind": spatial.to_dict()["kind"],
+        "spatial": canonical_json(spatial.to_dict()),
+        "h3": spatial.int_id if is_h3 else None,
+        "h3_res": spatial.res if is_h3 else None,
+        "minlon": minlon, "minlat": minlat, "maxlon": maxlon, "maxlat": maxlat,
+        "lon": centre.x, "lat": centre.y,
+        "geometry": shapely.to_wkb(geom),
+    }
+
+
+def _grid_columns(record: EmbeddingRecord) -> dict[str, Any]:
+    if record.grid is None:
+        return {"grid": None, "grid_shape": None, "grid_crs": None, "grid_transform": None}
+    values = np.asarray(record.grid.values, dtype=np.float32)
+    return {
+        "grid": values.ravel(),
+        "grid_shape": list(values.shape),
+        "grid_crs": record.grid.attrs.get("crs"),
+        "grid_transform": list(record.grid.attrs["transform"]),
+    }
+
+
+def grid_from_row(row: dict[str, Any]) -> xr.DataArray | None:
+    """Rebuild the georeferenced (D, y, x) DataArray stored in a row, or None."""
+    if row.get("grid") is None:
+        return None
+    values = np.asarray(row["grid"], dtype=np.float32).reshape(row["grid_shape"])
+    features = FeatureMap(values, np.ones(values.shape[1:], bool), Affine(*row["grid_transform"]),
+                          row["grid_crs"])
+    return to_dataarray(features)
+
+
+def records_to_arrow(records: list[EmbeddingRecord], dim: int) -> pa.Table:
+    """Arrow table in ``embedding_schema(dim)``; raises ValueError on a wrong width."""
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for record in records:
+        vector = np.asarray(record.vector, dtype=np.float32)
+        if vector.shape != (dim,):
+            raise ValueError(f"vector of {record.tile_id} has shape {vector.shape}, table expects ({dim},)")
+        request = record.request
+        rows.append({
+            "key": request.key,
+            "model": request.model,
+            "model_config": canonical_json(request.model_config),
+            "tile_id": record.tile_id,
+            **_spatial_columns(record),
+            "t_start": request.temporal.start,
+            "t_end": request.temporal.end,
+            "year": request.temporal.midpoint.year,
+            "pooling": request.output.pooling,
+            "vector": vector,
+            **_grid_columns(record),
+            "meta": json.dumps(record.meta, default=str, sort_keys=True),
+            "created_at": now,
+        })
+    return pa.Table.from_pylist(rows, schema=embedding_schema(dim))
+
+
+def failures_to_arrow(failures: list[FailureRecord], table_name: str) -> pa.Table:
+    return pa.Table.from_pylist([
+        {"key": f.request.key, "table_name": table_name, "model": f.request.model,
+         "tile_id": f.tile_id, "request": f.request.canonical_json(), "error": f.error,
+         "updated_at": f.at}
+        for f in failures
+    ], schema=FAILURE_SCHEMA)

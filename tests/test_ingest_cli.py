@@ -1,0 +1,154 @@
+"""Ingest through the CLI on the bundled scene: summary, idempotence, kill -9 + resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rsembed_db.store import EmbeddingStore
+from rsembed_db.tiling.plan import tile_region
+from rsembed_db.tiling.region import load_region
+from tests.conftest import REGION, SCENE, ROOT, run_cli
+
+INGEST = ("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE))
+
+
+def _stored_tiles(db: Path) -> list[str]:
+    table = EmbeddingStore(db).table("mosaiks")
+    return table.to_lance().to_table(columns=["tile_id"])["tile_id"].to_pylist()
+
+
+def _expected_cells(res: int) -> list[str]:
+    return [c.hex for c in tile_region(load_region(REGION), f"h3:{res}")]
+
+
+def test_ingest_then_rerun_computes_nothing_then_search(db):
+    first = run_cli(*INGEST, "--tiles", "h3:8", db=db)
+    expected = _expected_cells(8)
+    assert f"planned tiles │ {len(expected)}" in first.stdout
+    assert f"computed       │ {len(expected)}" in first.stdout
+    assert sorted(_stored_tiles(db)) == sorted(expected)
+
+    second = run_cli(*INGEST, "--tiles", "h3:8", db=db)
+    assert f"already stored │ {len(expected)}" in second.stdout
+    assert "computed       │ 0" in second.stdout
+
+    tables = run_cli("tables", db=db)
+    assert "mosaiks" in tables.stdout and str(len(expected)) in tables.stdout
+
+    found = run_cli("search", "--model", "mosaiks", "--near", "12.58,52.49", "-k", "5", db=db)
+    assert "5 most similar to" in found.stdout
+    rows = [line for line in found.stdout.splitlines() if line.startswith("│ ") and "│" in line[2:]]
+    assert len(rows) == 5
+    distances = [float(r.split("│")[4]) for r in rows]
+    assert distances == sorted(distances)
+
+
+def test_dry_run_stores_nothing(db):
+    out = run_cli(*INGEST, "--tiles", "h3:8", "--dry-run", db=db)
+    assert "to compute" in out.stdout
+    assert not EmbeddingStore(db).table_names()
+
+
+def test_grid_output_keeps_a_grid_per_row(db):
+    run_cli(*INGEST, "--tiles", "grid:500", "--output", "both", db=db)
+    rows = EmbeddingStore(db).table("mosaiks").to_lance().to_table(
+        columns=["grid_shape", "grid_crs", "spatial_kind"]).to_pylist()
+    assert rows and all(r["grid_shape"] == [256, 50, 50] for r in rows)
+    assert {r["grid_crs"] for r in rows} == {"EPSG:32633"} and {r["spatial_kind"] for r in rows} == {"grid"}
+
+
+def test_sigkill_mid_run_then_resume_stores_every_tile_once(db):
+    expected = _expected_cells(9)
+    cmd = [sys.executable, "-m", "rsembed_db", *INGEST, "--tiles", "h3:9",
+           "--commit-every", "8", "--batch-size", "4", "--workers", "2"]
+    env = {**os.environ, "RSEMBED_DB": str(db)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    versions = db / "mosaiks.lance" / "_versions"
+    deadline = time.time() + 120
+    # Kill once some (but not all) commits have landed.
+    while time.time() < deadline and proc.poll() is None:
+        if versions.exists() and len(list(versions.iterdir())) >= 4:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = _stored_tiles(db)
+    assert 0 < len(partial) < len(expected)
+
+    resumed = run_cli(*INGEST, "--tiles", "h3:9", db=db)
+    assert f"already stored │ {len(partial)}" in resumed.stdout
+    stored = _stored_tiles(db)
+    assert len(stored) == len(set(stored)) == len(expected)
+    assert sorted(stored) == sorted(expected)
+
+
+def test_tiles_outside_imagery_are_failures_retried_next_run(db, tmp_path):
+    # A region half over the scene, half east of it: the eastern cells have no imagery.
+    region = tmp_path / "half.geojson"
+    region.write_text(json.dumps({"type": "Polygon", "coordinates": [[
+        [12.70, 52.48], [12.76, 52.48], [12.76, 52.50], [12.70, 52.50], [12.70, 52.48]]]}))
+    args = ("ingest", str(region), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE),
+            "--tiles", "h3:8")
+    first = run_cli(*args, db=db)
+    store = EmbeddingStore(db)
+    failures = store.failures("mosaiks")
+    assert failures and all("outside" in f["error"] or "no scene" in f["error"] for f in failures)
+    assert "failed tiles (retried on the next run)" in first.stdout
+    second = run_cli(*args, db=db)
+    assert f"computed       │ 0" in second.stdout
+    assert f"failed         │ {len(failures)}" in second.stdout
+    listing = run_cli("failures", db=db)
+    assert failures[0]["tile_id"] in listing.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("ingest", "missing.geojson", "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE)), "region"),
+    (("ingest", str(REGION), "--model", "nope", "--year", "2017", "--imagery", str(SCENE)), "model: unknown model 'nope'"),
+    (("ingest", str(REGION), "--model", "mosaiks", "--start", "2017-02-30", "--end", "2018-01-01",
+      "--imagery", str(SCENE)), "start:"),
+    (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE), "--tiles", "hex:8"), "tiles:"),
+    (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE), "--tiles", "h3:12",
+      "--max-tiles", "100"), "--max-tiles"),
+    (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017"), "imagery:"),
+    (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE),
+      "--output", "cube"), "output:"),
+    (("search", "--model", "mosaiks", "--near", "east,north"), "near:"),
+])
+def test_bad_input_exits_2_with_one_line(db, tmp_path, args, needle):
+    proc = run_cli(*args, db=db, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_broken_geojson_exits_2(db, tmp_path):
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "Polygon", "coordinates": [[[12.5, 52.4], [12.6')
+    proc = run_cli("ingest", str(broken), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE),
+                   db=db, check=False)
+    assert proc.returncode == 2 and "region" in proc.stderr and "line" in proc.stderr
+
+
+def test_get_reads_through_the_store(db, tmp_path):
+    args = ("get", "--model", "mosaiks", "--lon", "12.6", "--lat", "52.49", "--buffer-m", "300",
+            "--year", "2017", "--imagery", str(SCENE))
+    first = run_cli(*args, "--out", str(tmp_path / "v.npy"), db=db)
+    assert "(computed)" in first.stdout
+    second = run_cli(*args, "--out", str(tmp_path / "w.npy"), db=db)
+    assert "(store)" in second.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), np.load(tmp_path / "w.npy"))
+    grid = run_cli(*args, "--output", "grid", "--out", str(tmp_path / "g.nc"), db=db)
+    assert "shape (256, 60, 60)" in grid.stdout or "shape (256, 61, 61)" in grid.stdout
+    import xarray as xr
+    with xr.open_dataarray(tmp_path / "g.nc") as arr:
+        assert arr.attrs["crs"] == "EPSG:32633" and arr.dims == ("band", "y", "x")
