@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,16 @@ from tests.conftest import REGION, SCENE, ROOT, run_cli
 INGEST = ("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE))
 
 
+def _summary(text: str) -> dict[str, str]:
+    """The summary table's rows as {name: value}."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s+([a-z/ ]+?)\s{2,}(\S+)\s*$", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
 def _stored_tiles(db: Path) -> list[str]:
     table = EmbeddingStore(db).table("mosaiks")
     return table.to_lance().to_table(columns=["tile_id"])["tile_id"].to_pylist()
@@ -33,13 +44,14 @@ def _expected_cells(res: int) -> list[str]:
 def test_ingest_then_rerun_computes_nothing_then_search(db):
     first = run_cli(*INGEST, "--tiles", "h3:8", db=db)
     expected = _expected_cells(8)
-    assert f"planned tiles │ {len(expected)}" in first.stdout
-    assert f"computed       │ {len(expected)}" in first.stdout
+    summary = _summary(first.stdout)
+    assert summary["planned tiles"] == summary["computed"] == str(len(expected))
+    assert summary["already stored"] == summary["failed"] == "0"
     assert sorted(_stored_tiles(db)) == sorted(expected)
 
     second = run_cli(*INGEST, "--tiles", "h3:8", db=db)
-    assert f"already stored │ {len(expected)}" in second.stdout
-    assert "computed       │ 0" in second.stdout
+    assert _summary(second.stdout)["already stored"] == str(len(expected))
+    assert _summary(second.stdout)["computed"] == "0"
 
     tables = run_cli("tables", db=db)
     assert "mosaiks" in tables.stdout and str(len(expected)) in tables.stdout
@@ -86,7 +98,7 @@ def test_sigkill_mid_run_then_resume_stores_every_tile_once(db):
     assert 0 < len(partial) < len(expected)
 
     resumed = run_cli(*INGEST, "--tiles", "h3:9", db=db)
-    assert f"already stored │ {len(partial)}" in resumed.stdout
+    assert _summary(resumed.stdout)["already stored"] == str(len(partial))
     stored = _stored_tiles(db)
     assert len(stored) == len(set(stored)) == len(expected)
     assert sorted(stored) == sorted(expected)
@@ -103,10 +115,11 @@ def test_tiles_outside_imagery_are_failures_retried_next_run(db, tmp_path):
     store = EmbeddingStore(db)
     failures = store.failures("mosaiks")
     assert failures and all("outside" in f["error"] or "no scene" in f["error"] for f in failures)
-    assert "failed tiles (retried on the next run)" in first.stdout
+    assert "retried on the next run" in first.stdout
+    assert _summary(first.stdout)["failed"] == str(len(failures))
     second = run_cli(*args, db=db)
-    assert f"computed       │ 0" in second.stdout
-    assert f"failed         │ {len(failures)}" in second.stdout
+    assert _summary(second.stdout)["computed"] == "0"
+    assert _summary(second.stdout)["failed"] == str(len(failures))
     listing = run_cli("failures", db=db)
     assert failures[0]["tile_id"] in listing.stdout
 

@@ -208,11 +208,16 @@ def scene_date(path: Path, **kwargs) -> dt.date:
     ("ACQUISITION_DATE", "2019-05-04"),
     ("DATE_ACQUIRED", "2019-05-04"),
     ("SENSING_TIME", "2019-05-04T10:20:30.123Z"),
-    ("TIFFTAG_DATETIME", "2019:05:04 10:20:30"),
 ])
 def test_date_from_tag_beats_file_name(tmp_path, tag, value):
     path = small_scene(tmp_path / "scene_20200101.tif", tags={tag: value})
     assert scene_date(path) == dt.date(2019, 5, 4)
+
+
+def test_tiff_write_time_is_the_last_resort(tmp_path):
+    tags = {"TIFFTAG_DATETIME": "2019:05:04 10:20:30"}
+    assert scene_date(small_scene(tmp_path / "scene_20200101.tif", tags=tags)) == dt.date(2020, 1, 1)
+    assert scene_date(small_scene(tmp_path / "scene.tif", tags=tags)) == dt.date(2019, 5, 4)
 
 
 def test_tag_order(tmp_path):

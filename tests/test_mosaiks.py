@@ -64,7 +64,11 @@ def test_registered_with_resolved_json_config() -> None:
     assert isinstance(emb, MosaiksEmbedder)
     assert json.loads(json.dumps(emb.config)) == {
         "bands": ["B02", "B03", "B04", "B08"], "num_filters": 128, "kernel_size": 3,
-        "seed": 0, "bias": 0.0, "scale_m": 10.0, "stats": "s2_l1c"}
+        "seed": 0, "bias": 0.0, "scale_m": 10.0, "stats": "s2_l1c", "method": "gaussian-rcf/1"}
+    # A stored config recreates the same embedder; another method version is refused.
+    assert MosaiksEmbedder(**emb.config).config == emb.config
+    with pytest.raises(SpecError, match="method"):
+        MosaiksEmbedder(method="gaussian-rcf/0")
 
 
 def test_describe_and_default_sensor() -> None:
@@ -284,3 +288,9 @@ def test_chips_smaller_than_the_kernel(shape: tuple[int, int]) -> None:
     (fm,) = MosaiksEmbedder(num_filters=4, kernel_size=5).embed(
         [Chip(data, np.ones(shape, bool), ("B02", "B03", "B04", "B08"), grid)])
     assert fm.values.shape == (8, h, w) and fm.valid.all() and np.isfinite(fm.values).all()
+
+
+def test_unknown_pooling_is_rejected(model: MosaiksEmbedder, square_chip: Chip) -> None:
+    with pytest.raises(SpecError) as err:
+        pool(model.embed([square_chip])[0], square_chip.grid, "median")
+    assert err.value.field == "output.pooling"

@@ -8,7 +8,7 @@ import click
 import typer
 from rich.console import Console
 
-from rsembed_db.cli import catalog, ingest, retrieve
+from rsembed_db.cli import catalog, export, ingest, retrieve, serve, sql
 from rsembed_db.sources.base import TileFailure
 from rsembed_db.specs.errors import SpecError
 
@@ -21,6 +21,9 @@ app.command()(catalog.tables)
 app.command()(catalog.models)
 app.command()(catalog.describe)
 app.command()(catalog.failures)
+app.command()(sql.sql)
+app.command()(export.export)
+app.command()(serve.serve)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -71,8 +72,10 @@ def ingest(
 
 
 def print_summary(summary: IngestSummary, db: str, dry_run: bool) -> None:
-    table = Table(title=f"ingest {'plan' if dry_run else 'summary'}: {summary.model} -> {db}::{summary.table}",
-                  show_header=False)
+    out = Console()
+    out.print(f"[bold]ingest {'plan' if dry_run else 'summary'}[/bold]: {summary.model} -> {db} "
+              f"(table {summary.table})", highlight=False)
+    table = Table(show_header=False, box=box.SIMPLE)
     to_compute = summary.planned - summary.already_stored
     rows = [("planned tiles", summary.planned), ("already stored", summary.already_stored)]
     rows += [("to compute", to_compute)] if dry_run else [
@@ -80,11 +83,11 @@ def print_summary(summary: IngestSummary, db: str, dry_run: bool) -> None:
         ("seconds", f"{summary.seconds:.2f}"), ("tiles/s", f"{summary.tiles_per_second:.1f}")]
     for name, value in rows:
         table.add_row(name, str(value))
-    Console().print(table)
+    out.print(table)
     if summary.failures:
-        failures = Table(title=f"{summary.failed} failed tiles (retried on the next run)")
-        failures.add_column("tile")
-        failures.add_column("error")
+        out.print(f"[bold red]{summary.failed} failed tiles[/bold red] (logged; retried on the next run; "
+                  "see `rsembed-db failures`)")
+        failures = Table("tile", "error", box=box.SIMPLE)
         for tile, error in summary.failures[:20]:
             failures.add_row(tile, error)
-        Console().print(failures)
+        out.print(failures)

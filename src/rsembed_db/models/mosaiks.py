@@ -34,6 +34,9 @@ DEFAULT_BANDS = ("B02", "B03", "B04", "B08")  # blue, green, red, NIR
 # on BigEarthNet patches. A threshold of 1 leaves 67 of 128 filters silent on Havelland;
 # 0 is scale-free, keeps every feature informative (their sum is |z|, their difference z).
 DEFAULT_BIAS = 0.0
+# Part of every resolved config (and so of storage keys): bump it whenever the filter
+# draw or the feature computation changes, so old rows are never mistaken for new ones.
+METHOD = "gaussian-rcf/1"
 REFLECTANCE_SCALE = 1e-4  # Sentinel-2 digital numbers are reflectance x 10000
 _MAX_BUFFER = 1 << 20  # float64 elements per response buffer (8 MiB: stays in cache)
 
@@ -194,7 +197,7 @@ class MosaiksEmbedder(Embedder):
         return features.numpy()
 
 
-_OPTIONS = ("bands", "num_filters", "kernel_size", "seed", "bias", "scale_m", "stats")
+_OPTIONS = ("bands", "num_filters", "kernel_size", "seed", "bias", "scale_m", "stats", "method")
 
 
 def _require_int(field: str, value: object, minimum: int) -> int:
@@ -207,6 +210,7 @@ def _resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validated, JSON-serialisable config with every default filled in."""
     for key in config:
         require_choice("model_config", key, _OPTIONS)
+    require_choice("method", config.get("method", METHOD), (METHOD,))
     stats = config.get("stats", "s2_l1c")
     require_choice("stats", stats, tuple(S2_STATS))
     bands = config.get("bands", DEFAULT_BANDS)
@@ -231,4 +235,4 @@ def _resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise SpecError("bias", f"must be >= 0, got {bias!r}")
     scale_m = require_positive("scale_m", config.get("scale_m", 10.0))
     return {"bands": list(bands), "num_filters": num_filters, "kernel_size": kernel_size,
-            "seed": seed, "bias": bias, "scale_m": scale_m, "stats": stats}
+            "seed": seed, "bias": bias, "scale_m": scale_m, "stats": stats, "method": METHOD}

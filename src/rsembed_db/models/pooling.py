@@ -7,6 +7,8 @@ import xarray as xr
 
 from rsembed_db.models.base import FeatureMap
 from rsembed_db.sources.base import TileFailure
+from rsembed_db.specs.errors import require_choice
+from rsembed_db.specs.output import POOLINGS
 from rsembed_db.tiling.chip_grid import ChipGrid
 
 
@@ -18,6 +20,7 @@ def roi_cells(features: FeatureMap, grid: ChipGrid) -> np.ndarray:
 
 def pool(features: FeatureMap, grid: ChipGrid, how: str = "mean") -> np.ndarray:
     """(D,) float32 mean or max over valid feature cells inside the ROI."""
+    require_choice("output.pooling", how, POOLINGS)
     cells = roi_cells(features, grid)
     if not cells.any():
         raise TileFailure("no valid pixel inside the ROI (all fill / no-data)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetReader
 from rasterio.warp import Resampling, reproject, transform_bounds
 
@@ -37,6 +39,10 @@ from rsembed_db.sources.scenes import Scene, discover, scan_scene
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.temporal import TemporalSpec, parse_date
 from rsembed_db.tiling.chip_grid import ChipGrid
+
+# reproject() warns about its own ungeoreferenced scratch dataset; rasterio silences that
+# with a catch_warnings that is not thread-safe, so it leaks when fetches run on threads.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 MAX_OPEN_PER_THREAD = 64
 _DATES_SHOWN = 10

@@ -3,15 +3,13 @@
 A scene's date is the first of:
 
 1. the ``date`` given to the source (one date for every scene);
-2. a dataset tag, in this order: ``ACQUISITION_DATE``, ``DATE_ACQUIRED``,
-   ``SENSING_TIME``, ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``); a tag whose value
-   does not start with a date is skipped;
+2. an acquisition tag, in this order: ``ACQUISITION_DATE``, ``DATE_ACQUIRED``,
+   ``SENSING_TIME``; a tag whose value does not start with a date is skipped;
 3. the file name (not its folders): by default the first valid ``YYYYMMDD`` that does
    not follow another digit (``S2A_MSIL1C_20170216T101031_...``), or ``YYYY-MM-DD``;
-   a user regex with a named group ``date`` replaces this default.
-
-Note that TIFF writers may set ``TIFFTAG_DATETIME`` to the time the file was written;
-pass a date to the source when that is the case.
+   a user regex with a named group ``date`` replaces this default;
+4. ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``), last because TIFF writers often set
+   it to the time the file was written, not the time the scene was acquired.
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ from collections.abc import Mapping
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.temporal import MAX_YEAR, MIN_YEAR
 
-DATE_TAGS = ("ACQUISITION_DATE", "DATE_ACQUIRED", "SENSING_TIME", "TIFFTAG_DATETIME")
+ACQUISITION_TAGS = ("ACQUISITION_DATE", "DATE_ACQUIRED", "SENSING_TIME")
+WRITE_TIME_TAG = "TIFFTAG_DATETIME"
 
 _LEADING_DATE = re.compile(r"(\d{4})[-_:/]?(\d{2})[-_:/]?(\d{2})(?!\d)")
 _NAME_DATE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})|(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
@@ -42,9 +41,9 @@ def compile_date_pattern(pattern: str | None) -> re.Pattern[str] | None:
     return compiled
 
 
-def date_from_tags(tags: Mapping[str, str]) -> dt.date | None:
-    """The date of the first date tag whose value starts with a date."""
-    for name in DATE_TAGS:
+def date_from_tags(tags: Mapping[str, str], names: tuple[str, ...] = ACQUISITION_TAGS) -> dt.date | None:
+    """The date of the first tag in ``names`` whose value starts with a date."""
+    for name in names:
         value = tags.get(name)
         day = _leading_date(value.strip()) if value else None
         if day is not None:

@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
 from rsembed_db.sources.bands import normalise_band
-from rsembed_db.sources.scene_dates import date_from_name, date_from_tags
+from rsembed_db.sources.scene_dates import WRITE_TIME_TAG, date_from_name, date_from_tags
 from rsembed_db.specs.errors import SpecError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2")
@@ -80,7 +80,8 @@ def scan_scene(path: Path, date: dt.date | None, date_pattern: re.Pattern[str] |
         raise SpecError("imagery", f"cannot read {path}: {exc}") from exc
     if crs is None:
         raise SpecError("imagery", f"{path} has no CRS")
-    day = date or date_from_tags(tags) or date_from_name(path.name, date_pattern)
+    day = (date or date_from_tags(tags) or date_from_name(path.name, date_pattern)
+           or date_from_tags(tags, (WRITE_TIME_TAG,)))
     if day is None:
         raise SpecError(
             "imagery",

@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import chain
 from typing import Any, Union
 
 import h3
+import numpy as np
 import pyproj
 import shapely
 from shapely.geometry import Polygon, box
@@ -207,3 +210,20 @@ def reproject_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
 def _to_lonlat(geom: Polygon, crs: str) -> Polygon:
     """Transform a projected polygon to lon/lat, densifying edges so curvature is kept."""
     return reproject_geometry(shapely.segmentize(geom, max(geom.length / 64.0, 1.0)), crs, WGS84)
+
+
+def lonlat_geometries(specs: Sequence[SpatialSpec]) -> np.ndarray:
+    """``spec.lonlat_geometry()`` for many specs at once (H3 cells built in one call)."""
+    out = np.empty(len(specs), dtype=object)
+    cells = [i for i, spec in enumerate(specs) if isinstance(spec, H3Cell)]
+    if cells:
+        rings = [h3.cell_to_boundary(specs[i].hex) for i in cells]
+        sizes = np.fromiter((len(r) + 1 for r in rings), np.int64, len(rings))
+        latlng = np.array(list(chain.from_iterable((*r, r[0]) for r in rings)), dtype=np.float64)
+        offsets = (np.r_[0, np.cumsum(sizes)], np.arange(len(cells) + 1))
+        out[cells] = shapely.from_ragged_array(shapely.GeometryType.POLYGON,
+                                               np.ascontiguousarray(latlng[:, ::-1]), offsets)
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, H3Cell):
+            out[i] = spec.lonlat_geometry()
+    return out

@@ -1,0 +1,131 @@
+"""SearchFilters -> one SQL predicate LanceDB can answer from scalar indexes, plus the
+exact polygon test that SQL cannot express (applied to the candidates afterwards).
+
+- time window ``[start, end)`` overlaps a row's ``[t_start, t_end)`` when
+  ``t_end > start AND t_start < end``;
+- ``year``: ``year = Y``;
+- bbox, ``centre``: ``lon``/``lat`` inside; ``intersects``: the footprint's bbox
+  columns overlap it;
+- polygon: its bounding box as above in SQL, then ``shapely`` on the candidates
+  (centre point within, or footprint geometry intersecting);
+- H3 parent ``p`` at resolution ``r``: an H3 index stores its resolution in bits 52-55
+  above the base cell and the 3-bit digits, and unused digits are 7. So the
+  descendants of ``p`` at one resolution ``R >= r`` are exactly the cells in the
+  integer range ``[p's digits r+1..R set to 0, ... set to 6]`` (digits below R are 7):
+  one ``BETWEEN`` per resolution, ``OR``-ed over the resolutions the table holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import h3
+import numpy as np
+import pyarrow as pa
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from rsembed_db.query.request import SearchFilters
+from rsembed_db.store.lance_store import sql_quote
+
+H3_MAX_RES = 15
+
+
+def descendant_range(parent: int, res: int) -> tuple[int, int]:
+    """Smallest and largest H3 integer id among ``parent``'s descendants at ``res``."""
+    parent_res = h3.get_resolution(h3.int_to_str(parent))
+    low = h3.str_to_int(h3.cell_to_center_child(h3.int_to_str(parent), res))  # digits r+1..res = 0
+    high = low
+    for digit in range(parent_res + 1, res + 1):
+        high |= 6 << (3 * (H3_MAX_RES - digit))
+    return low, high
+
+
+def h3_parent_sql(parent: int, resolutions: Iterable[int]) -> str:
+    """``h3`` ranges of ``parent``'s descendants at each of ``resolutions`` (>= its own)."""
+    parent_res = h3.get_resolution(h3.int_to_str(parent))
+    ranges = [descendant_range(parent, r) for r in sorted(set(resolutions)) if r >= parent_res]
+    if not ranges:
+        return "false"
+    return "(" + " OR ".join(f"(h3 BETWEEN {lo} AND {hi})" for lo, hi in ranges) + ")"
+
+
+def _date(value: dt.date) -> str:
+    return f"date '{value.isoformat()}'"
+
+
+def _bbox_sql(bounds: tuple[float, float, float, float], match: str) -> str:
+    minlon, minlat, maxlon, maxlat = (repr(float(v)) for v in bounds)
+    if match == "centre":
+        return f"lon >= {minlon} AND lon <= {maxlon} AND lat >= {minlat} AND lat <= {maxlat}"
+    return f"maxlon >= {minlon} AND minlon <= {maxlon} AND maxlat >= {minlat} AND minlat <= {maxlat}"
+
+
+@dataclass(frozen=True)
+class PolygonTest:
+    """The exact polygon predicate, applied to candidate rows after the SQL prefilter."""
+
+    polygon: BaseGeometry
+    match: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("lon", "lat") if self.match == "centre" else ("geometry",)
+
+    def mask(self, rows: pa.Table) -> np.ndarray:
+        """Boolean mask of the rows that pass (``rows`` holds ``self.columns``)."""
+        if rows.num_rows == 0:
+            return np.zeros(0, bool)
+        if self.match == "centre":
+            lon = rows["lon"].to_numpy(zero_copy_only=False)
+            lat = rows["lat"].to_numpy(zero_copy_only=False)
+            return shapely.intersects_xy(self.polygon, lon, lat)
+        geoms = shapely.from_wkb(rows["geometry"].to_numpy(zero_copy_only=False))
+        return shapely.intersects(self.polygon, geoms)
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    """``sql`` (None: every row) and an optional exact ``polygon`` test on top of it."""
+
+    sql: str | None
+    polygon: PolygonTest | None = None
+
+    def and_(self, extra: str | None) -> "CompiledFilter":
+        """This filter with one more SQL conjunct."""
+        if not extra:
+            return self
+        return CompiledFilter(f"({self.sql}) AND ({extra})" if self.sql else extra, self.polygon)
+
+
+def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = range(H3_MAX_RES + 1)) -> CompiledFilter:
+    """SQL for ``filters``; ``h3_resolutions``: the H3 resolutions stored in the table."""
+    parts: list[str] = []
+    if filters.model is not None:
+        parts.append(f"model = {sql_quote([filters.model])}")
+    if filters.start is not None:
+        parts.append(f"t_end > {_date(filters.start)}")
+    if filters.end is not None:
+        parts.append(f"t_start < {_date(filters.end)}")
+    if filters.year is not None:
+        parts.append(f"year = {int(filters.year)}")
+    if filters.bbox is not None:
+        b = filters.bbox
+        parts.append(_bbox_sql((b.minlon, b.minlat, b.maxlon, b.maxlat), filters.spatial_match))
+    polygon = None
+    if filters.polygon is not None:
+        parts.append(_bbox_sql(filters.polygon.bounds, filters.spatial_match))
+        polygon = PolygonTest(filters.polygon, filters.spatial_match)
+    if filters.h3_parent is not None:
+        parts.append(h3_parent_sql(filters.h3_parent.int_id, h3_resolutions))
+    if filters.where is not None:
+        parts.append(f"({filters.where})")
+    return CompiledFilter(" AND ".join(parts) if parts else None, polygon)
+
+
+def exclude_keys_sql(keys: Iterable[str]) -> str | None:
+    """``key NOT IN (...)`` for ``keys``, or None when there are none."""
+    keys = sorted(set(keys))
+    return f"key NOT IN ({sql_quote(keys)})" if keys else None

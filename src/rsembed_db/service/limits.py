@@ -1,0 +1,99 @@
+"""Request limits: the body size (413) and the ``Accept`` negotiation of result formats (406)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rsembed_db.service.errors import ApiError
+
+
+class BodySizeLimit:
+    """ASGI middleware answering 413 when a body exceeds ``max_bytes``.
+
+    A declared ``Content-Length`` is refused before reading; a chunked body is counted
+    as it streams, and the application sees a disconnect once the limit is passed.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        declared = headers.get(b"content-length", b"").decode() or None
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        refused = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes and not refused:
+                    refused = True
+                    await self._refuse(send)
+            return {"type": "http.disconnect"} if refused else message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # after our 413 the application's response is dropped
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": {"field": "body", "message":
+                                     f"request body larger than the limit of {self.max_bytes} bytes"}}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
+    """The offered media type ``Accept`` prefers: highest q, then the most specific range,
+    then the order of ``Accept``, then of ``offered`` (the first for an empty header).
+    406 naming ``Accept`` when it accepts none of them."""
+    if not accept or not accept.strip():
+        return offered[0]
+    ranges = [_media_range(part, position) for position, part in enumerate(accept.split(","))]
+    ranked: list[tuple[tuple[float, int, int, int], str]] = []
+    for index, candidate in enumerate(offered):
+        matching = [r for r in ranges if _specificity(r[0], candidate) >= 0]
+        if not matching:
+            continue
+        media, quality, position = max(matching, key=lambda r: _specificity(r[0], candidate))
+        if quality > 0:
+            ranked.append(((-quality, -_specificity(media, candidate), position, index), candidate))
+    if not ranked:
+        raise ApiError(406, "Accept", f"cannot produce {accept!r}", allowed=list(offered))
+    return min(ranked)[1]
+
+
+def _media_range(part: str, position: int) -> tuple[str, float, int]:
+    media, *params = (p.strip() for p in part.split(";"))
+    quality = 1.0
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0
+    return media.lower(), quality, position
+
+
+def _specificity(pattern: str, media: str) -> int:
+    """2: exact match, 1: ``type/*``, 0: ``*/*``, -1: no match."""
+    if pattern == media:
+        return 2
+    if pattern == "*/*":
+        return 0
+    major, _, minor = pattern.partition("/")
+    return 1 if minor == "*" and media.startswith(major + "/") else -1

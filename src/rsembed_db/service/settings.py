@@ -1,0 +1,49 @@
+"""Service configuration: a dataclass, filled from the environment or ``rsembed-db serve``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from rsembed_db.query.sql import SqlLimits
+from rsembed_db.service.auth import ApiKeys
+from rsembed_db.store.lance_store import default_db_path
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything ``create_app`` needs.
+
+    ``imagery``: rasters for on-the-fly models (misses of precomputed products need none).
+    ``api_keys``: empty means an open service (``serve`` only binds it to loopback).
+    ``public_reads``: with keys configured, let reads through without a key.
+    Limits: ``max_body_bytes`` (request body), ``max_region_tiles`` (ingest plans),
+    ``max_batch`` (ROIs per embeddings request), ``sql`` (rows, time, memory).
+    """
+
+    db: str = field(default_factory=default_db_path)
+    imagery: tuple[str, ...] = ()
+    imagery_date: str | None = None
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
+    public_reads: bool = False
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_region_tiles: int = 10_000
+    max_batch: int = 256
+    sql: SqlLimits = SqlLimits()
+    ingest_workers: int = 1
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "ServiceSettings":
+        """Read ``RSEMBED_DB``, ``RSEMBED_IMAGERY`` (paths separated by ``os.pathsep``),
+        ``RSEMBED_IMAGERY_DATE``, ``RSEMBED_API_KEYS`` / ``RSEMBED_API_KEYS_FILE``,
+        ``RSEMBED_PUBLIC_READS`` (1/true); ``overrides`` win over the environment."""
+        env = os.environ
+        values: dict[str, object] = {
+            "db": default_db_path(),
+            "imagery": tuple(p for p in env.get("RSEMBED_IMAGERY", "").split(os.pathsep) if p),
+            "imagery_date": env.get("RSEMBED_IMAGERY_DATE") or None,
+            "api_keys": ApiKeys.from_env(env),
+            "public_reads": env.get("RSEMBED_PUBLIC_READS", "").lower() in ("1", "true", "yes"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

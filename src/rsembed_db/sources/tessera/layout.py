@@ -1,0 +1,97 @@
+"""The published Tessera tile layout (as geotessera 0.7 documents and writes it).
+
+A local tile directory mirrors the remote tree::
+
+    <root>/registry.parquet                     lat, lon, year, hash, scales_hash, ...
+    <root>/landmasks.parquet                    lat, lon, hash, ...
+    <root>/global_0.1_degree_representation/<year>/grid_<lon>_<lat>/grid_<lon>_<lat>.npy
+    <root>/global_0.1_degree_representation/<year>/grid_<lon>_<lat>/grid_<lon>_<lat>_scales.npy
+    <root>/global_0.1_degree_tiff_all/grid_<lon>_<lat>.tiff
+
+Tiles are 0.1 x 0.1 degree, named by their centre with two decimals
+(``grid_0.15_52.05`` spans 0.1..0.2 E, 52.0..52.1 N). The ``.npy`` holds int8
+(H, W, 128); ``_scales.npy`` float32 (H, W) (or (H, W, 128)); the landmask GeoTIFF
+gives the tile's UTM CRS and transform and marks land pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+EMBEDDINGS_DIR = "global_0.1_degree_representation"
+LANDMASKS_DIR = "global_0.1_degree_tiff_all"
+REGISTRY_FILE = "registry.parquet"
+LANDMASKS_REGISTRY_FILE = "landmasks.parquet"
+DEFAULT_URL = "https://dl2.geotessera.org/v1"
+TILES_PER_DEGREE = 10
+DIM = 128
+YEARS = tuple(range(2017, 2026))
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, order=True)
+class TileId:
+    """A 0.1-degree tile; its west/south edges are ``ix / 10`` and ``iy / 10`` degrees."""
+
+    ix: int
+    iy: int
+
+    @property
+    def lon(self) -> float:
+        """Centre longitude (the name's first number)."""
+        return round(self.ix / TILES_PER_DEGREE + 0.05, 2)
+
+    @property
+    def lat(self) -> float:
+        return round(self.iy / TILES_PER_DEGREE + 0.05, 2)
+
+    @property
+    def name(self) -> str:
+        return f"grid_{self.lon:.2f}_{self.lat:.2f}"
+
+    @property
+    def registry_key(self) -> tuple[int, int]:
+        """Centre in hundredths of a degree: how registry rows are matched."""
+        return round(self.lon * 100), round(self.lat * 100)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in degrees."""
+        return (self.ix / TILES_PER_DEGREE, self.iy / TILES_PER_DEGREE,
+                (self.ix + 1) / TILES_PER_DEGREE, (self.iy + 1) / TILES_PER_DEGREE)
+
+    def embedding_path(self, year: int) -> str:
+        return f"{EMBEDDINGS_DIR}/{year}/{self.name}/{self.name}.npy"
+
+    def scales_path(self, year: int) -> str:
+        return f"{EMBEDDINGS_DIR}/{year}/{self.name}/{self.name}_scales.npy"
+
+    def flat_embedding_path(self, year: int) -> str:
+        """The flat variant some geotessera docs show (read when present, never written)."""
+        return f"{EMBEDDINGS_DIR}/{year}/{self.name}.npy"
+
+    def flat_scales_path(self, year: int) -> str:
+        return f"{EMBEDDINGS_DIR}/{year}/{self.name}_scales.npy"
+
+    def landmask_path(self) -> str:
+        return f"{LANDMASKS_DIR}/{self.name}.tiff"
+
+    @classmethod
+    def containing(cls, lon: float, lat: float) -> "TileId":
+        return cls(math.floor(lon * TILES_PER_DEGREE + _EPS), math.floor(lat * TILES_PER_DEGREE + _EPS))
+
+
+def tile_ranges(bounds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Inclusive tile index ranges (ix0, ix1, iy0, iy1) of (N, 4) lon/lat bounds.
+
+    A box that only touches a tile edge does not reach into the next tile.
+    """
+    b = np.asarray(bounds, dtype=np.float64) * TILES_PER_DEGREE
+    ix0 = np.floor(b[:, 0] + _EPS).astype(np.int64)
+    iy0 = np.floor(b[:, 1] + _EPS).astype(np.int64)
+    ix1 = np.maximum(np.ceil(b[:, 2] - _EPS).astype(np.int64) - 1, ix0)
+    iy1 = np.maximum(np.ceil(b[:, 3] - _EPS).astype(np.int64) - 1, iy0)
+    return ix0, ix1, iy0, iy1
