@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from rsembed_db.ingest.producer import Prepared, Producer
+from rsembed_db.ingest.producer import BulkProducer, Prepared, Producer
 from rsembed_db.sources.base import TileFailure
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.request import EmbeddingRequest
@@ -39,7 +39,7 @@ class IngestSummary:
 class IngestOptions:
     batch_size: int = 16
     workers: int = 4
-    commit_every: int = 64
+    commit_every: int | None = None  # None: the producer's default_commit_every
 
 
 class _Writer:
@@ -99,9 +99,14 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     if on_start:
         on_start(len(todo))
     if not dry_run and todo:
-        writer = _Writer(store, producer, summary, options.commit_every, on_progress)
+        commit_every = options.commit_every or producer.default_commit_every
+        writer = _Writer(store, producer, summary, commit_every, on_progress)
         try:
-            _compute(producer, todo, options, writer)
+            if isinstance(producer, BulkProducer):
+                for group in producer.compute_many(todo, workers=options.workers):
+                    writer.add(group)
+            else:
+                _compute(producer, todo, options, writer)
         finally:
             writer.flush()
     summary.seconds = time.perf_counter() - started

@@ -8,7 +8,7 @@ precomputed products implement the same two steps over their rasters.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from rsembed_db.sources.base import Chip, ImagerySource, TileFailure
 from rsembed_db.sources.local import LocalImagerySource
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
-from rsembed_db.specs.request import EmbeddingRequest
+from rsembed_db.specs.request import EmbeddingRequest, with_spatials
 from rsembed_db.specs.sensor import FetchSpec, SensorSpec, resolve_sensor
 from rsembed_db.specs.spatial import SpatialSpec
 from rsembed_db.specs.temporal import TemporalSpec
@@ -39,6 +39,7 @@ class Producer(ABC):
     """Computes embeddings for one model variant, stored in ``table_name``."""
 
     description: ModelDescription
+    default_commit_every = 64  # rows per atomic commit when the run does not say
 
     @property
     def model(self) -> str:
@@ -58,6 +59,13 @@ class Producer(ABC):
                 input_prep: InputPrepSpec | str | None = None,
                 modality: str | None = None) -> EmbeddingRequest:
         """The fully resolved request (and so its key) for these specs."""
+
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+                 output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
+        """``request`` for many spatial specs; resolved once, keys computed in bulk."""
+        if not spatials:
+            return []
+        return with_spatials(self.request(spatials[0], temporal, output, **options), spatials)
 
     def check_modality(self, modality: str | None) -> None:
         """SpecError unless the model accepts ``modality`` (None: its default)."""
@@ -128,6 +136,33 @@ class OnTheFlyProducer(Producer):
         }
 
 
+class BulkProducer(Producer):
+    """A producer that computes many requests in one pass (e.g. each source tile read once).
+
+    ``run_ingest`` hands it every pending request; ``prepare``/``finish`` (used by the
+    API for a few requests) delegate to ``compute_many``.
+    """
+
+    default_commit_every = 8192
+
+    @abstractmethod
+    def compute_many(self, requests: list[EmbeddingRequest], workers: int = 2
+                     ) -> Iterator[list[EmbeddingRecord | FailureRecord]]:
+        """One record per request, yielded in groups as they complete (any order).
+
+        Per-request problems become FailureRecords; a SpecError (configuration, missing
+        data or credentials) stops the run.
+        """
+
+    def prepare(self, request: EmbeddingRequest) -> Prepared:
+        return Prepared(request, None)
+
+    def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
+        unique = list({item.request.key: item.request for item in batch}.values())
+        done = {r.request.key: r for group in self.compute_many(unique) for r in group}
+        return [done[item.request.key] for item in batch]
+
+
 ProducerFactory = Callable[..., Producer]
 # Precomputed products register a factory here (name -> factory(**options)).
 PRODUCT_FACTORIES: dict[str, ProducerFactory] = {}
@@ -163,3 +198,7 @@ def make_producer(model: str, imagery: str | Path | Sequence[str | Path] | None 
         raise SpecError("imagery", f"model {model!r} computes from imagery: pass --imagery PATH "
                         "(a GeoTIFF, several, or a directory) or set RSEMBED_IMAGERY")
     return OnTheFlyProducer(embedder, LocalImagerySource(imagery, date=imagery_date))
+
+
+# Importing the products registers them in PRODUCT_FACTORIES (they subclass BulkProducer).
+from rsembed_db.models import products as _products  # noqa: E402,F401

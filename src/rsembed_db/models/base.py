@@ -30,11 +30,14 @@ class ModelDescription:
     summary: str = ""
     modalities: tuple[str, ...] = ("optical",)
     config: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # precomputed products: where the published embeddings come from
+    years: tuple[int, ...] = ()  # precomputed products: the years published
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["bands"] = list(self.bands)
         out["modalities"] = list(self.modalities)
+        out["years"] = list(self.years)
         return out
 
 

@@ -86,7 +86,7 @@ class PointBuffer:
     def lonlat_geometry(self) -> Polygon:
         """The square in its local UTM zone, transformed back to lon/lat."""
         utm = utm_crs_for(self.lon, self.lat)
-        x, y = _transformer(WGS84, utm).transform(self.lon, self.lat)
+        x, y = transformer(WGS84, utm).transform(self.lon, self.lat)
         b = float(self.buffer_m)
         return _to_lonlat(box(x - b, y - b, x + b, y + b), utm)
 
@@ -198,13 +198,13 @@ def utm_crs_for(lon: float, lat: float) -> str:
 
 
 @lru_cache(maxsize=64)
-def _transformer(src: str, dst: str) -> pyproj.Transformer:
+def transformer(src: str, dst: str) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
 def reproject_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
     """``geom`` transformed from CRS ``src`` to ``dst`` (vertices only; densify first if needed)."""
-    return shapely.transform(geom, lambda x, y: _transformer(src, dst).transform(x, y), interleaved=False)
+    return shapely.transform(geom, lambda x, y: transformer(src, dst).transform(x, y), interleaved=False)
 
 
 def _to_lonlat(geom: Polygon, crs: str) -> Polygon:

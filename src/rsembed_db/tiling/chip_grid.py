@@ -16,7 +16,7 @@ from rsembed_db.specs.spatial import (
     GridCell,
     PointBuffer,
     SpatialSpec,
-    _transformer,
+    transformer,
     utm_crs_for,
 )
 from rsembed_db.tiling.region import project_lonlat
@@ -67,7 +67,7 @@ def chip_grid_for(spatial: SpatialSpec, scale_m: float) -> ChipGrid:
         crs, roi = spatial.crs, spatial.native_geometry()
     elif isinstance(spatial, PointBuffer):
         crs = utm_crs_for(spatial.lon, spatial.lat)
-        x, y = _transformer(WGS84, crs).transform(spatial.lon, spatial.lat)
+        x, y = transformer(WGS84, crs).transform(spatial.lon, spatial.lat)
         b = float(spatial.buffer_m)
         roi = box(x - b, y - b, x + b, y + b)
     else:

@@ -1,0 +1,78 @@
+"""What every precomputed product shares: configuration, annual windows, requests, meta.
+
+A product's configuration mixes *where the data is* (directories, URLs, credentials:
+never part of the storage key, since the same embedding can come from a mirror or a
+local copy) and *what the data is* (e.g. a dataset version: part of the key).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from rsembed_db.ingest.producer import BulkProducer
+from rsembed_db.specs.errors import SpecError
+from rsembed_db.specs.output import InputPrepSpec, OutputSpec
+from rsembed_db.specs.request import EmbeddingRequest
+from rsembed_db.specs.temporal import TemporalSpec
+
+
+class ProductProducer(BulkProducer):
+    """A precomputed annual embedding product (no imagery, no sensor, no model run)."""
+
+    name: ClassVar[str]
+    years: ClassVar[tuple[int, ...]]
+    options: ClassVar[dict[str, str]]  # config key -> environment variable ("" if none)
+
+    def __init__(self, **config: Any) -> None:
+        unknown = sorted(set(config) - set(self.options))
+        if unknown:
+            raise SpecError(f"{self.name}.{unknown[0]}", f"unknown option for model {self.name!r}",
+                            sorted(self.options))
+        self.config = config
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """``--config key=...``, else its environment variable, else ``default``."""
+        if key in self.config:
+            return self.config[key]
+        env = self.options[key]
+        return os.environ.get(env, default) if env else default
+
+    @property
+    def key_config(self) -> dict[str, Any]:
+        """The part of the configuration that changes values (hashed into keys)."""
+        return {}
+
+    def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
+                input_prep=None, modality=None) -> EmbeddingRequest:
+        self.check_modality(modality)
+        if sensor is not None or fetch is not None:
+            raise SpecError("sensor", f"{self.name} is a precomputed product: it takes no sensor "
+                            "or fetch spec")
+        self.year_of(temporal)
+        return EmbeddingRequest(model=self.model, spatial=spatial, temporal=temporal,
+                                output=output, sensor=None, input_prep=InputPrepSpec(),
+                                model_config=self.key_config)
+
+    def year_of(self, temporal: TemporalSpec) -> int:
+        """The calendar year of an annual window; SpecError for any other window."""
+        year = temporal.calendar_year
+        first, last = self.years[0], self.years[-1]
+        span = f"{first}" if first == last else f"{first}..{last}"
+        if year is None:
+            raise SpecError("temporal", f"{self.name} is an annual product: use a calendar-year "
+                            f"window (--year Y, TemporalSpec.year(Y)) with Y in {span}, got "
+                            f"[{temporal.start}, {temporal.end})")
+        if year not in self.years:
+            raise SpecError("year", f"{self.name} covers {span}, got {year}")
+        return year
+
+    def meta(self, request: EmbeddingRequest, **extra: Any) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "source": self.description.source,
+            "temporal": request.temporal.to_dict(),
+            "input_time": request.temporal.midpoint.isoformat(),
+            "year": request.temporal.start.year,
+            **extra,
+        }
