@@ -11,7 +11,12 @@ import pytest
 
 from rsembed_db.api import get_embedding
 from rsembed_db.ingest.producer import OnTheFlyProducer, make_producer
-from rsembed_db.query.compute import FLIGHTS, MissingEmbeddings, SingleFlight, read_through
+from rsembed_db.query.compute import (
+    FLIGHTS,
+    MissingEmbeddings,
+    SingleFlight,
+    read_through,
+)
 from rsembed_db.specs import PointBuffer, TemporalSpec
 from rsembed_db.store import EmbeddingStore
 from tests.conftest import SCENE

@@ -78,10 +78,12 @@ def test_row_limit_truncates(store):
     assert not run_sql(store, "SELECT * FROM toy", SqlLimits(max_rows=19)).truncated
 
 
-def test_slow_query_is_interrupted(store):
+@pytest.mark.parametrize("sql", ["SELECT count(*) FROM range(1000000000000) a",  # before the first row
+                                 "SELECT * FROM range(1000000000000) a"])  # while rows stream
+def test_slow_query_is_interrupted(store, sql):
     started = time.perf_counter()
     with pytest.raises(SqlTimeout, match="time limit of 0.5 s"):
-        run_sql(store, "SELECT count(*) FROM range(1000000000000) a", SqlLimits(timeout_s=0.5))
+        run_sql(store, sql, SqlLimits(timeout_s=0.5, max_rows=10**13))
     assert time.perf_counter() - started < 10
 
 

@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rsembed_db.export import export_batch
 from rsembed_db.ingest.producer import PRODUCT_FACTORIES, Producer, make_producer
+from rsembed_db.inspect import inspect_gee_patch
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.registry import describe_model as _describe_embedder
 from rsembed_db.models.registry import list_models as _list_embedders
@@ -23,7 +25,8 @@ from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.store.lance_store import EmbeddingStore
 
 StoreLike = EmbeddingStore | str | Path | None
-__all__ = ["compute_records", "describe_model", "get_embedding", "get_embeddings_batch", "list_models"]
+__all__ = ["compute_records", "describe_model", "export_batch", "get_embedding", "get_embeddings_batch",
+           "inspect_gee_patch", "list_models"]
 
 
 def list_models() -> list[str]:
@@ -44,8 +47,9 @@ def _store(store: StoreLike) -> EmbeddingStore | None:
 
 
 def _producer(model: str, imagery: Any, imagery_date: str | None,
-              model_config: dict[str, Any] | None) -> Producer:
-    return make_producer(model, imagery or os.environ.get("RSEMBED_IMAGERY"), imagery_date, model_config)
+              model_config: dict[str, Any] | None, source: Any = None) -> Producer:
+    return make_producer(model, imagery or os.environ.get("RSEMBED_IMAGERY"), imagery_date, model_config,
+                         source)
 
 
 def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: TemporalSpec,
@@ -53,10 +57,10 @@ def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: T
                          fetch: FetchSpec | None = None, modality: str | None = None,
                          input_prep: InputPrepSpec | str | None = "resize", store: StoreLike = None,
                          imagery: Any = None, imagery_date: str | None = None,
-                         model_config: dict[str, Any] | None = None) -> list[Embedding]:
+                         model_config: dict[str, Any] | None = None, source: Any = None) -> list[Embedding]:
     """Embeddings for several ROIs: stored ones read back, the misses computed in one batch
     (once per key, even under concurrent calls; see ``query.compute``)."""
-    producer = _producer(model, imagery, imagery_date, model_config)
+    producer = _producer(model, imagery, imagery_date, model_config, source)
     requests = [producer.request(s, temporal, output, sensor, fetch, input_prep, modality) for s in spatials]
     return read_through(producer, requests, _store(store))
 
@@ -66,9 +70,12 @@ def get_embedding(model: str, *, spatial: SpatialSpec, temporal: TemporalSpec,
                   fetch: FetchSpec | None = None, modality: str | None = None,
                   input_prep: InputPrepSpec | str | None = "resize", store: StoreLike = None,
                   imagery: Any = None, imagery_date: str | None = None,
-                  model_config: dict[str, Any] | None = None) -> Embedding:
-    """One embedding; with a store, read-through (stored keys are not recomputed)."""
+                  model_config: dict[str, Any] | None = None, source: Any = None) -> Embedding:
+    """One embedding; with a store, read-through (stored keys are not recomputed).
+
+    Imagery: ``source`` (``"local:<path>"``, ``"gee[:<project>]"``,
+    ``"stac:<url>[#collection]"``, or ``$RSEMBED_SOURCE``) or local ``imagery`` files."""
     return get_embeddings_batch(model, spatials=[spatial], temporal=temporal, output=output,
                                 sensor=sensor, fetch=fetch, modality=modality, input_prep=input_prep,
                                 store=store, imagery=imagery, imagery_date=imagery_date,
-                                model_config=model_config)[0]
+                                model_config=model_config, source=source)[0]

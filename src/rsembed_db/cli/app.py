@@ -8,7 +8,8 @@ import click
 import typer
 from rich.console import Console
 
-from rsembed_db.cli import catalog, export, ingest, retrieve, serve, sql
+from rsembed_db.cli import (catalog, export, export_batch, ingest, inspect, maintain, retrieve, search, serve,
+                            sql)
 from rsembed_db.sources.base import TileFailure
 from rsembed_db.specs.errors import SpecError
 
@@ -16,13 +17,17 @@ app = typer.Typer(help="rsembed-db: an embedding database for Earth observation.
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command()(ingest.ingest)
 app.command()(retrieve.get)
-app.command()(retrieve.search)
+app.command()(search.search)
+app.command()(maintain.index)
+app.command()(maintain.optimize)
 app.command()(catalog.tables)
 app.command()(catalog.models)
 app.command()(catalog.describe)
 app.command()(catalog.failures)
 app.command()(sql.sql)
 app.command()(export.export)
+app.command()(export_batch.export_batch)
+app.command()(inspect.inspect)
 app.command()(serve.serve)
 
 

@@ -33,6 +33,9 @@ def ingest(
     end: Annotated[Optional[str], typer.Option(help="Window end (exclusive), YYYY-MM-DD.")] = None,
     imagery: Annotated[Optional[list[Path]], typer.Option(help="Local rasters: file(s) or directory.")] = None,
     imagery_date: Annotated[Optional[str], typer.Option(help="Acquisition date for scenes without one.")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        help="Imagery source: local:<path>, gee[:<project>] or stac:<url>[#collection] "
+             "(default: --imagery, else $RSEMBED_SOURCE).")] = None,
     output: Annotated[str, typer.Option(help="pooled, grid or both (grid/both also keep the (D,H,W) grid).")] = "pooled",
     pooling: Annotated[str, typer.Option(help="Pooling of the vector: mean or max.")] = "mean",
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value (repeatable).")] = None,
@@ -40,16 +43,18 @@ def ingest(
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
     batch_size: Annotated[int, typer.Option(help="Chips per model call.")] = 16,
     workers: Annotated[int, typer.Option(help="Fetch threads.")] = 4,
-    commit_every: Annotated[int, typer.Option(help="Rows per atomic commit.")] = 64,
+    commit_every: Annotated[Optional[int], typer.Option(
+        help="Rows per atomic commit (default: 64 for models, 16384 for precomputed products).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Plan and count only; compute nothing.")] = False,
 ) -> None:
     """Compute and store embeddings for every tile of REGION (resumable, idempotent)."""
     require_choice("output", output, ("pooled", "grid", "both"))
     temporal = temporal_from_options(year, start, end)
     out_spec = OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling)
-    producer = make_producer(model, imagery, imagery_date, parse_config(config))
+    producer = make_producer(model, imagery, imagery_date, parse_config(config), source)
+    fetches = getattr(getattr(producer, "source", None), "stats", None)
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)
-    requests = [producer.request(s, temporal, out_spec) for s in spatials]
+    requests = producer.requests(spatials, temporal, out_spec)
     store = EmbeddingStore(db)
     options = IngestOptions(batch_size=batch_size, workers=workers, commit_every=commit_every)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -64,7 +69,8 @@ def ingest(
             bar.advance(task, computed + failed)
             elapsed = bar.tasks[task].elapsed or 0
             done = bar.tasks[task].completed
-            bar.update(task, rate=f"{done / elapsed:.1f} tiles/s" if elapsed else "")
+            rate = f"{done / elapsed:.1f} tiles/s" if elapsed else ""
+            bar.update(task, rate=f"{rate}  fetches: {fetches}" if fetches is not None else rate)
 
         summary = run_ingest(store, producer, requests, options, dry_run=dry_run,
                              on_start=started, on_progress=advanced)

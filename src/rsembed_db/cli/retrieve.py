@@ -1,4 +1,4 @@
-"""``rsembed-db get`` and ``rsembed-db search``."""
+"""``rsembed-db get``: one embedding, from the store or computed."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 import xarray as xr
-from rich.console import Console
-from rich.table import Table
 
 from rsembed_db.api import get_embedding
-from rsembed_db.cli.options import parse_config, parse_lonlat, temporal_from_options
-from rsembed_db.ingest.producer import model_table
-from rsembed_db.query.search import search_near
+from rsembed_db.cli.options import parse_config, temporal_from_options
 from rsembed_db.specs.errors import SpecError, require_choice
 from rsembed_db.specs.output import OutputSpec
 from rsembed_db.specs.spatial import PointBuffer
@@ -64,22 +60,3 @@ def get(
         raise SpecError("out", f"unknown file type {out.suffix!r}", (".npy", ".nc"))
     print(f"wrote {out}")
 
-
-def search(
-    model: Annotated[str, typer.Option(help="Model name (its table is searched).")],
-    near: Annotated[str, typer.Option(help="LON,LAT: use the stored embedding covering this point as the query.")],
-    k: Annotated[int, typer.Option("-k", "--k", help="Number of neighbours.")] = 10,
-    metric: Annotated[str, typer.Option(help="cosine, l2 or dot.")] = "cosine",
-    config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
-    db: DbOption = default_db_path(),
-) -> None:
-    """Places most similar to the one stored at --near (exact search)."""
-    lon, lat = parse_lonlat(near)
-    table_name = model_table(model, parse_config(config))
-    anchor, hits = search_near(EmbeddingStore(db), table_name, lon, lat, k, metric)
-    out = Table("#", "lon", "lat", "distance", "tile (H3 id)",
-                title=f"{len(hits)} most similar to {anchor['tile_id']} "
-                      f"({anchor['lon']:.5f}, {anchor['lat']:.5f}), metric {metric}")
-    for rank, hit in enumerate(hits, 1):
-        out.add_row(str(rank), f"{hit.lon:.5f}", f"{hit.lat:.5f}", f"{hit.distance:.6f}", hit.tile_id)
-    Console().print(out)

@@ -27,6 +27,9 @@ def serve(
     imagery: Annotated[Optional[list[Path]], typer.Option(
         help="Rasters for on-the-fly models (file(s) or directory); default $RSEMBED_IMAGERY.")] = None,
     imagery_date: Annotated[Optional[str], typer.Option(help="Acquisition date for scenes without one.")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        help="Imagery source instead of --imagery: local:<path>, gee[:<project>], stac:<url>[#collection]; "
+             "default $RSEMBED_SOURCE.")] = None,
     public_reads: Annotated[bool, typer.Option(help="With API keys configured, let reads through without a key.")] = False,
     max_body_bytes: Annotated[Optional[int], typer.Option(help="Largest request body (bytes).")] = None,
     max_region_tiles: Annotated[Optional[int], typer.Option(help="Largest ingest plan (tiles).")] = None,
@@ -39,7 +42,7 @@ def serve(
     from rsembed_db.service import ServiceSettings, create_app
 
     settings = ServiceSettings.from_env(
-        db=db, imagery=tuple(map(str, imagery)) if imagery else None, imagery_date=imagery_date,
+        db=db, imagery=tuple(map(str, imagery)) if imagery else None, imagery_date=imagery_date, source=source,
         public_reads=public_reads or None, max_body_bytes=max_body_bytes, max_region_tiles=max_region_tiles)
     if not settings.api_keys and not _loopback(host):
         raise SpecError("host", f"refusing to serve without API keys on {host}: set RSEMBED_API_KEYS "

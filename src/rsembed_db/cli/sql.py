@@ -10,7 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rsembed_db.query.formats import ipc_stream_bytes, json_columns, json_rows, parquet_bytes
+from rsembed_db.query.formats import (
+    ipc_stream_bytes,
+    json_columns,
+    json_rows,
+    parquet_bytes,
+)
 from rsembed_db.query.sql import SqlLimits, run_sql
 from rsembed_db.specs.errors import SpecError, require_choice
 from rsembed_db.store.lance_store import EmbeddingStore, default_db_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -11,6 +12,7 @@ from rsembed_db.ingest.producer import BulkProducer, Prepared, Producer
 from rsembed_db.sources.base import TileFailure
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.request import EmbeddingRequest
+from rsembed_db.store.indexes import index_table
 from rsembed_db.store.lance_store import EmbeddingStore
 from rsembed_db.store.records import EmbeddingRecord, FailureRecord
 from rsembed_db.tiling.plan import tile_id
@@ -43,7 +45,12 @@ class IngestOptions:
 
 
 class _Writer:
-    """Buffers results and commits them in chunks (each commit atomic)."""
+    """Buffers results and commits them in chunks (each commit atomic).
+
+    Commits run on one background thread, one at a time and in order, so computing the
+    next chunk overlaps writing the last; ``close`` waits for the last commit, and a
+    failed commit re-raises at the next flush or at close.
+    """
 
     def __init__(self, store: EmbeddingStore, producer: Producer, summary: IngestSummary,
                  commit_every: int, on_progress: ProgressCallback | None) -> None:
@@ -51,6 +58,8 @@ class _Writer:
         self.commit_every, self.on_progress = commit_every, on_progress
         self.records: list[EmbeddingRecord] = []
         self.failures: list[FailureRecord] = []
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._pending: Future | None = None
 
     def add(self, results: list[EmbeddingRecord | FailureRecord]) -> None:
         computed = [r for r in results if isinstance(r, EmbeddingRecord)]
@@ -66,10 +75,28 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        p = self.producer
-        self.store.write(p.table_name, self.records, p.dim)
-        self.store.record_failures(p.table_name, self.failures)
+        self._wait()
+        records, failures = self.records, self.failures
         self.records, self.failures = [], []
+        if records or failures:
+            self._pending = self._committer.submit(self._commit, records, failures)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            self._committer.shutdown()
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _commit(self, records: list[EmbeddingRecord], failures: list[FailureRecord]) -> None:
+        p = self.producer
+        self.store.write(p.table_name, records, p.dim)
+        self.store.record_failures(p.table_name, failures)
 
 
 def pending_requests(store: EmbeddingStore, producer: Producer,
@@ -101,6 +128,9 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     if not dry_run and todo:
         commit_every = options.commit_every or producer.default_commit_every
         writer = _Writer(store, producer, summary, commit_every, on_progress)
+        # The plan lives for the whole run: keep the cyclic collector from rescanning it
+        # every time the run's short-lived records trigger a collection.
+        gc.freeze()
         try:
             if isinstance(producer, BulkProducer):
                 for group in producer.compute_many(todo, workers=options.workers):
@@ -108,8 +138,13 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
             else:
                 _compute(producer, todo, options, writer)
         finally:
-            writer.flush()
+            try:
+                writer.close()
+            finally:
+                gc.unfreeze()
     summary.seconds = time.perf_counter() - started
+    if not dry_run and summary.computed:
+        index_table(store, producer.table_name)  # scalar + vector indexes; folds new rows in
     return summary
 
 

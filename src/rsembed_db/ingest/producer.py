@@ -10,14 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from rsembed_db.models.base import Embedder, ModelDescription
+from rsembed_db.inspect import check_input
+from rsembed_db.models.base import Embedder, InputPrep, ModelDescription
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.models.registry import get_embedder
 from rsembed_db.sources.base import Chip, ImagerySource, TileFailure
-from rsembed_db.sources.local import LocalImagerySource
+from rsembed_db.sources.factory import Imagery, make_source
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest, with_spatials
@@ -105,11 +105,15 @@ class OnTheFlyProducer(Producer):
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
         grid = chip_grid_for(request.spatial, request.sensor.scale_m)
-        return Prepared(request, self.source.fetch(grid, request.temporal, request.sensor))
+        chip = self.source.fetch(grid, request.temporal, request.sensor)
+        if request.sensor.check_input:
+            check_input(chip, request.sensor, tile_id(request.spatial), self.description)
+        return Prepared(request, chip)
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
         chips: list[Chip] = [item.payload for item in batch]
-        features = self.embedder.embed(chips)
+        preps = [InputPrep(item.request.input_prep, item.request.output.mode == "grid") for item in batch]
+        features = self.embedder.embed_prepared(chips, preps)
         out: list[EmbeddingRecord | FailureRecord] = []
         for item, chip, fmap in zip(batch, chips, features):
             request = item.request
@@ -143,7 +147,7 @@ class BulkProducer(Producer):
     API for a few requests) delegate to ``compute_many``.
     """
 
-    default_commit_every = 8192
+    default_commit_every = 16384
 
     @abstractmethod
     def compute_many(self, requests: list[EmbeddingRequest], workers: int = 2
@@ -187,17 +191,21 @@ def model_table(model: str, model_config: dict[str, Any] | None = None) -> str:
     return table_name_for(model, get_embedder(model, **(model_config or {})).dim)
 
 
-def make_producer(model: str, imagery: str | Path | Sequence[str | Path] | None = None,
-                  imagery_date: str | None = None, model_config: dict[str, Any] | None = None) -> Producer:
-    """The producer for ``model``: a precomputed product, or an embedder over local imagery."""
+def make_producer(model: str, imagery: Imagery = None, imagery_date: str | None = None,
+                  model_config: dict[str, Any] | None = None,
+                  source: str | ImagerySource | None = None) -> Producer:
+    """The producer for ``model``: a precomputed product, or an embedder over imagery.
+
+    Imagery comes from ``source`` (``local:<path>``, ``gee[:<project>]``,
+    ``stac:<url>[#collection]`` or a source instance; see ``sources.factory``), else
+    from the local files ``imagery``. Producers given the same source instance share
+    its fetches (and its ``stats``).
+    """
     config = dict(model_config or {})
     if model in PRODUCT_FACTORIES:
         return PRODUCT_FACTORIES[model](**config)
     embedder = get_embedder(model, **config)
-    if imagery is None:
-        raise SpecError("imagery", f"model {model!r} computes from imagery: pass --imagery PATH "
-                        "(a GeoTIFF, several, or a directory) or set RSEMBED_IMAGERY")
-    return OnTheFlyProducer(embedder, LocalImagerySource(imagery, date=imagery_date))
+    return OnTheFlyProducer(embedder, make_source(source, imagery, imagery_date))
 
 
 # Importing the products registers them in PRODUCT_FACTORIES (they subclass BulkProducer).

@@ -10,6 +10,7 @@ import numpy as np
 from affine import Affine
 
 from rsembed_db.sources.base import Chip
+from rsembed_db.specs.output import InputPrepSpec
 from rsembed_db.specs.sensor import SensorSpec
 
 
@@ -32,6 +33,7 @@ class ModelDescription:
     config: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # precomputed products: where the published embeddings come from
     years: tuple[int, ...] = ()  # precomputed products: the years published
+    frames: int = 1  # on-the-fly models: time steps per input (multi-temporal models > 1)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -53,6 +55,14 @@ class FeatureMap:
     transform: Affine
     crs: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputPrep:
+    """What a request asks of input preparation: the spec, and whether a grid is kept."""
+
+    spec: InputPrepSpec = InputPrepSpec()
+    grid_output: bool = False
 
 
 class Embedder(ABC):
@@ -83,3 +93,12 @@ class Embedder(ABC):
     def embed(self, chips: list[Chip]) -> list[FeatureMap]:
         """Embed a batch of chips; one feature map per chip, same order."""
         ...
+
+    def embed_prepared(self, chips: list[Chip], preps: list[InputPrep]) -> list[FeatureMap]:
+        """Embed chips with their requests' input preparation; what producers call.
+
+        Fixed-size models override this and run each chip through
+        ``models.input_prep.run_with_input_prep``; the default ignores ``preps``
+        (pixel-resolution models such as MOSAIKS need no resize or tiling).
+        """
+        return self.embed(chips)

@@ -19,8 +19,10 @@ def register(cls: type[Embedder]) -> type[Embedder]:
 
 
 def _load_builtin() -> None:
-    # Importing the modules registers their embedders.
-    from rsembed_db.models import mosaiks  # noqa: F401
+    # Importing the modules registers their embedders. The zoo modules import their
+    # architecture packages (the ``zoo`` extra) only when a model runs, so they are
+    # always listed; running one without the extra raises SpecError.
+    from rsembed_db.models import clay, dofa, mosaiks, prithvi, remoteclip, satmae, scalemae  # noqa: F401
 
 
 def list_models() -> list[str]:

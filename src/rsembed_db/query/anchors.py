@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import shapely
 
 from rsembed_db.query.filters import compile_filters
+from rsembed_db.query.profile import TableProfile
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.store.lance_store import sql_quote
@@ -52,13 +53,15 @@ def _window_filter(filters: SearchFilters) -> str | None:
                                          year=filters.year)).sql
 
 
-def row_covering(dataset, lon: float, lat: float, filters: SearchFilters, field: str = "near") -> str:
+def row_covering(profile: TableProfile, lon: float, lat: float, filters: SearchFilters, field: str = "near") -> str:
     """Key of the stored row whose footprint covers (lon, lat) for the filters' model and
     window; the most recent window (then the smallest key) when several do."""
-    where = f"minlon <= {lon!r} AND maxlon >= {lon!r} AND minlat <= {lat!r} AND maxlat >= {lat!r}"
+    width, height = profile.footprint_extent()
+    where = (f"lon >= {lon - width!r} AND lon <= {lon + width!r} "  # two narrow index ranges; the
+             f"AND lat >= {lat - height!r} AND lat <= {lat + height!r}")  # exact test is shapely's
     window = _window_filter(filters)
-    rows = dataset.to_table(columns=["key", "geometry", "t_start"],
-                            filter=f"{where} AND ({window})" if window else where)
+    rows = profile.dataset.to_table(columns=["key", "geometry", "t_start"],
+                                    filter=f"{where} AND ({window})" if window else where)
     point = shapely.Point(lon, lat)
     covering = [r for r in rows.to_pylist() if shapely.from_wkb(r["geometry"]).covers(point)]
     if not covering:
@@ -67,7 +70,7 @@ def row_covering(dataset, lon: float, lat: float, filters: SearchFilters, field:
     return min(covering, key=lambda r: (-r["t_start"].toordinal(), r["key"]))["key"]
 
 
-def row_of_cell(dataset, cell: int, filters: SearchFilters) -> str:
+def row_of_cell(profile: TableProfile, cell: int, filters: SearchFilters) -> str:
     """Key of the stored row for H3 ``cell``: that cell, else its nearest stored ancestor,
     else the row covering the cell's centre."""
     hexid = h3.int_to_str(cell)
@@ -75,12 +78,12 @@ def row_of_cell(dataset, cell: int, filters: SearchFilters) -> str:
     cells = [h3.str_to_int(h3.cell_to_parent(hexid, r)) for r in range(res, -1, -1)]
     window = _window_filter(filters)
     where = f"h3 IN ({', '.join(map(str, cells))})" + (f" AND ({window})" if window else "")
-    rows = dataset.to_table(columns=["key", "h3", "t_start"], filter=where).to_pylist()
+    rows = profile.dataset.to_table(columns=["key", "h3", "t_start"], filter=where).to_pylist()
     if rows:
         rank = {c: i for i, c in enumerate(cells)}
         return min(rows, key=lambda r: (rank[r["h3"]], -r["t_start"].toordinal(), r["key"]))["key"]
     lat, lon = h3.cell_to_latlng(hexid)
-    return row_covering(dataset, lon, lat, filters, field="h3")
+    return row_covering(profile, lon, lat, filters, field="h3")
 
 
 def _examples(dataset, examples: tuple, dim: int, field: str, metric: str) -> tuple[np.ndarray, list[str]]:
@@ -101,9 +104,9 @@ def _check_dim(vector: np.ndarray, dim: int, field: str) -> np.ndarray:
     return vector
 
 
-def resolve_query(dataset, request: SearchRequest, dim: int) -> ResolvedQuery:
-    """The query vector of ``request`` against a table of ``dim``-d vectors."""
-    kind = request.query_kind
+def resolve_query(profile: TableProfile, request: SearchRequest) -> ResolvedQuery:
+    """The query vector of ``request`` against the profiled table."""
+    dataset, dim, kind = profile.dataset, profile.dim, request.query_kind
     if kind == "vector":
         return ResolvedQuery(_check_dim(request.vector, dim, "vector"))
     if kind == "examples":
@@ -119,7 +122,7 @@ def resolve_query(dataset, request: SearchRequest, dim: int) -> ResolvedQuery:
     if kind == "key":
         key = request.key
     elif kind == "near":
-        key = row_covering(dataset, *request.near, request.filters)
+        key = row_covering(profile, *request.near, request.filters)
     else:
-        key = row_of_cell(dataset, request.h3.int_id, request.filters)
+        key = row_of_cell(profile, request.h3.int_id, request.filters)
     return ResolvedQuery(vectors_by_key(dataset, [key], dim, kind)[0], (key,))

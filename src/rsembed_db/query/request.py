@@ -29,6 +29,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from rsembed_db.query.result import RESULT_COLUMNS
+from rsembed_db.query.where import validate_where
 from rsembed_db.specs.errors import SpecError, require_choice
 from rsembed_db.specs.spatial import BBox, H3Cell
 from rsembed_db.specs.temporal import MAX_YEAR, MIN_YEAR, parse_date
@@ -168,13 +170,8 @@ class SearchFilters:
         if self.h3_parent is not None:
             set_("h3_parent", _as_cell("filters.h3_parent", self.h3_parent))
         if self.where is not None:
-            from rsembed_db.query.where import validate_where
             set_("where", validate_where(self.where))
         require_choice("filters.spatial_match", self.spatial_match, SPATIAL_MATCH)
-
-    @property
-    def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "spatial_match")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "SearchFilters":
@@ -199,6 +196,8 @@ class SearchRequest:
     (distance ``1 - dot``, LanceDB's convention); smaller is nearer for all three.
     ``exclude_query``: drop the query rows themselves (the ``key`` row, the row found
     by ``near`` / ``h3``, and key positives) from the results (default True).
+    ``columns``: result columns besides ``key`` and ``distance`` (default: all of
+    ``result.RESULT_COLUMNS``); fewer columns read less per hit, e.g. ``("lon", "lat")``.
     ``include_vector``: add the ``vector`` column to the results.
     ``exact``: force exact search regardless of the router (for checks and baselines).
     """
@@ -213,6 +212,7 @@ class SearchRequest:
     metric: str = "cosine"
     filters: SearchFilters = field(default_factory=SearchFilters)
     exclude_query: bool = True
+    columns: tuple[str, ...] = RESULT_COLUMNS
     include_vector: bool = False
     exact: bool = False
 
@@ -238,6 +238,11 @@ class SearchRequest:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise SpecError("k", f"must be an integer in 1..{MAX_K}, got {self.k!r}")
         require_choice("metric", self.metric, METRICS)
+        if isinstance(self.columns, str) or not isinstance(self.columns, (tuple, list)):
+            raise SpecError("columns", "must be a list of result column names", RESULT_COLUMNS)
+        for name in self.columns:
+            require_choice("columns", name, RESULT_COLUMNS)
+        set_("columns", tuple(self.columns))
         if isinstance(self.filters, Mapping):
             set_("filters", SearchFilters.from_dict(self.filters))
         elif not isinstance(self.filters, SearchFilters):

@@ -1,81 +1,93 @@
-"""Exact similarity search over a model table (numpy over the stored vectors)."""
+"""Filtered similarity search over one model table: ``search(store, table, request)``.
+
+Steps: resolve the query vector (anchors.py), compile the filters to SQL plus an exact
+polygon allow-list (filters.py), choose exact or ANN from the estimated match count
+(router.py), run it in LanceDB with the filter as a prefilter, drop the query's own
+rows, and return a SearchResult. Both routes rank the same rows with LanceDB's
+distances (cosine ``1 - cos``, l2 squared, dot ``1 - dot``); the exact route is a flat
+scan (``use_index=False``), so it returns the true top-k of the matching rows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
-import shapely
+import pyarrow.compute as pc
+from lance.dataset import serialize_row_addrs
 
-from rsembed_db.specs.errors import SpecError, require_choice
-from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
-
-METRICS = ("cosine", "l2", "dot")
-
-
-def distances(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
-    """Distance of every row to ``query``: cosine = 1 - cos, l2 = squared euclidean, dot = -dot."""
-    require_choice("metric", metric, METRICS)
-    matrix = matrix.astype(np.float64, copy=False)
-    query = np.asarray(query, dtype=np.float64)
-    if metric == "l2":
-        diff = matrix - query
-        return np.einsum("ij,ij->i", diff, diff)
-    dots = matrix @ query
-    if metric == "dot":
-        return -dots
-    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(query)
-    return 1.0 - np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+from rsembed_db.query.anchors import resolve_query
+from rsembed_db.query.filters import CompiledFilter, compile_filters
+from rsembed_db.query.profile import table_profile
+from rsembed_db.query.request import SearchRequest
+from rsembed_db.query.result import SearchResult, fetch_columns, result_table
+from rsembed_db.query.router import Route, choose_route
+from rsembed_db.specs.errors import SpecError
+from rsembed_db.store.lance_store import EmbeddingStore
 
 
-@dataclass
-class SearchHit:
-    key: str
-    tile_id: str
-    lon: float
-    lat: float
-    h3: int | None
-    distance: float
+def _polygon_allowlist(dataset, compiled: CompiledFilter) -> tuple[bytes, int]:
+    """Row ids passing the SQL prefilter and the exact polygon test, serialised for Lance."""
+    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_id=True)
+    ids = candidates["_rowid"].to_numpy()[compiled.polygon.mask(candidates)]
+    return serialize_row_addrs(ids.tolist()), len(ids)
 
 
-def exact_search(store: EmbeddingStore, table: str, query: np.ndarray, k: int = 10,
-                 metric: str = "cosine", where: str | None = None) -> list[SearchHit]:
-    """The k nearest stored rows to ``query`` (ties broken by key), nearest first."""
-    if k < 1:
-        raise SpecError("k", f"must be >= 1, got {k}")
-    meta, matrix = store.vectors(table, where)
-    if len(meta) == 0:
-        return []
-    dist = distances(matrix, query, metric)
-    keys = np.asarray(meta["key"].to_pylist())
-    order = np.lexsort((keys, dist))[:k]
-    rows = meta.take(pa.array(order)).to_pylist()
-    return [SearchHit(r["key"], r["tile_id"], r["lon"], r["lat"], r["h3"], float(dist[i]))
-            for r, i in zip(rows, order)]
+def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql: str | None,
+             allowlist: bytes | None, columns: list[str]) -> pa.Table:
+    nearest = {"column": "vector", "q": query, "k": k, "metric": metric, "use_index": route.kind == "ann"}
+    if route.kind == "ann":
+        nearest.update(nprobes=route.nprobes, refine_factor=route.refine_factor)
+    scanner = dataset.scanner(columns=[*columns, "_distance"], nearest=nearest, filter=sql, prefilter=True,
+                              row_addr_allowlist=allowlist, disable_scoring_autoprojection=True)
+    return scanner.to_table()
 
 
-def row_at(store: EmbeddingStore, table: str, lon: float, lat: float) -> dict:
-    """The stored row whose footprint contains (lon, lat); the nearest centre if none does."""
-    point = shapely.Point(lon, lat)
-    data = store.table(table).to_lance().to_table(
-        columns=["key", "tile_id", "geometry", "vector", "lon", "lat"],
-        filter=f"minlon <= {lon} AND maxlon >= {lon} AND minlat <= {lat} AND maxlat >= {lat}")
-    for row in data.to_pylist():
-        if shapely.from_wkb(row["geometry"]).covers(point):
-            return row
-    meta, matrix = store.vectors(table, columns=("key", "tile_id", "lon", "lat"))
-    if len(meta) == 0:
-        raise SpecError("table", f"table {table!r} is empty")
-    lons, lats = meta["lon"].to_numpy(), meta["lat"].to_numpy()
-    i = int(np.argmin((lons - lon) ** 2 + ((lats - lat) ** 2)))
-    return {**meta.slice(i, 1).to_pylist()[0], "vector": matrix[i]}
+def _finish(rows: pa.Table, excluded: tuple[str, ...], request: SearchRequest, model: str | None) -> pa.Table:
+    """Drop excluded keys, order nearest first (ties by key), keep k, shape the columns."""
+    if excluded:
+        rows = rows.filter(pc.invert(pc.is_in(rows["key"], pa.array(excluded))))
+    rows = rows.sort_by([("_distance", "ascending"), ("key", "ascending")]).slice(0, request.k)
+    return result_table(rows, request.columns, model)
 
 
-def search_near(store: EmbeddingStore, table: str, lon: float, lat: float, k: int = 10,
-                metric: str = "cosine") -> tuple[dict, list[SearchHit]]:
-    """Rows most similar to the stored embedding at (lon, lat), excluding that row itself."""
-    anchor = row_at(store, table, lon, lat)
-    hits = exact_search(store, table, np.asarray(anchor["vector"]), k, metric,
-                        where=f"key != {sql_quote([anchor['key']])}")
-    return anchor, hits
+def _filter_error(exc: Exception, request: SearchRequest) -> Exception:
+    """A LanceDB error caused by the user's where-clause, as the SpecError naming it."""
+    if request.filters.where is not None:
+        return SpecError("filters.where", str(exc).splitlines()[0][:300])
+    return exc
+
+
+def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> SearchResult:
+    """The ``request.k`` stored rows of ``table_name`` nearest to the query that pass the
+    filters (fewer only when fewer match), nearest first."""
+    started = time.perf_counter()
+    profile = table_profile(store, table_name)
+    dataset = profile.dataset
+    resolved = resolve_query(profile, request)
+    compiled = compile_filters(request.filters)
+    excluded = resolved.keys if request.exclude_query else ()
+    columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
+    try:
+        allowlist, allowed = _polygon_allowlist(dataset, compiled) if compiled.polygon else (None, None)
+        if allowed == 0:
+            route, rows = Route("exact", "no row inside the polygon", 0), None
+        else:
+            route = choose_route(profile, request.metric,
+                                 lambda: allowed if allowed is not None else profile.estimate(compiled.sql),
+                                 request.exact)
+            if allowed is not None:  # the polygon test counted the matching rows exactly
+                route = replace(route, matched=allowed)
+            fetch = request.k + len(excluded)
+            rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+            if route.kind == "ann" and rows.num_rows < fetch:  # cannot fill k: the estimate was off
+                route = Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact", route.matched)
+                rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+    except (ValueError, OSError) as exc:
+        raise _filter_error(exc, request) from exc
+    if rows is None:
+        rows = pa.schema([*(dataset.schema.field(c) for c in columns), pa.field("_distance", pa.float32())]).empty_table()
+    return SearchResult(_finish(rows, excluded, request, profile.model), request.metric, request.k, route.kind,
+                        route.matched, resolved.keys, time.perf_counter() - started, [route.reason])

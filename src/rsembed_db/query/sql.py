@@ -97,7 +97,13 @@ def run_sql(store: EmbeddingStore, sql: str, limits: SqlLimits = SqlLimits()) ->
     """Run one read-only query in the sandbox; SpecError naming ``sql`` for any refusal."""
     started = time.perf_counter()
     con = sandbox(store, limits)
-    timer = threading.Timer(limits.timeout_s, con.interrupt)
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        con.interrupt()
+
+    timer = threading.Timer(limits.timeout_s, interrupt)
     try:
         check_read_only(con, sql)
         timer.start()
@@ -109,9 +115,9 @@ def run_sql(store: EmbeddingStore, sql: str, limits: SqlLimits = SqlLimits()) ->
             if rows > limits.max_rows:
                 break
         table = pa.Table.from_batches(batches, schema=reader.schema)
-    except duckdb.InterruptException:
-        raise SqlTimeout(limits.timeout_s) from None
-    except duckdb.Error as exc:
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # a streamed error arrives via Arrow
+        if fired.is_set():
+            raise SqlTimeout(limits.timeout_s) from None
         raise SpecError("sql", _message(exc)) from None
     finally:
         timer.cancel()
@@ -120,7 +126,7 @@ def run_sql(store: EmbeddingStore, sql: str, limits: SqlLimits = SqlLimits()) ->
     return SqlResult(table.slice(0, limits.max_rows), truncated, time.perf_counter() - started)
 
 
-def _message(exc: duckdb.Error) -> str:
+def _message(exc: Exception) -> str:
     """DuckDB's message on one line, without the caret context that follows a blank line."""
     text = " ".join(str(exc).strip().split("\n\n")[0].split())
     if isinstance(exc, duckdb.PermissionException):

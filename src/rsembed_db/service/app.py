@@ -9,7 +9,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from rsembed_db import __version__
-from rsembed_db.service import routes_catalog, routes_embeddings, routes_ingest, routes_sql
+from rsembed_db.service import (
+    routes_catalog,
+    routes_embeddings,
+    routes_ingest,
+    routes_search,
+    routes_sql,
+)
 from rsembed_db.service.context import Context, ServiceContext
 from rsembed_db.service.errors import install_error_handlers
 from rsembed_db.service.limits import BodySizeLimit
@@ -25,18 +31,18 @@ any key. Errors are JSON: `{"error": {"field": ..., "message": ...}}`.
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The service over ``settings`` (default: ``ServiceSettings.from_env()``)."""
-    ctx = ServiceContext(settings or ServiceSettings.from_env())
+    shared = ServiceContext(settings or ServiceSettings.from_env())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        ctx.close()
+        shared.close()
 
     app = FastAPI(title="rsembed-db", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    app.state.ctx = ctx
-    app.add_middleware(BodySizeLimit, max_bytes=ctx.settings.max_body_bytes)
+    app.state.ctx = shared
+    app.add_middleware(BodySizeLimit, max_bytes=shared.settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (routes_catalog, routes_embeddings, routes_sql, routes_ingest):
+    for module in (routes_catalog, routes_embeddings, routes_search, routes_sql, routes_ingest):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness: the store is reachable")

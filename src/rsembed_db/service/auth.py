@@ -37,7 +37,7 @@ class ApiKeys:
         return bool(self.scopes)
 
     @classmethod
-    def parse(cls, text: str, source: str) -> "ApiKeys":
+    def parse(cls, text: str, source: str) -> ApiKeys:
         """``key:scope`` items separated by commas or newlines; SpecError naming ``source``."""
         scopes: dict[str, str] = {}
         items = [raw.split("#", 1)[0].strip() for raw in text.replace(",", "\n").splitlines()]
@@ -49,7 +49,7 @@ class ApiKeys:
         return cls(scopes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "ApiKeys":
+    def from_env(cls, env: Mapping[str, str]) -> ApiKeys:
         keys = cls.parse(env.get("RSEMBED_API_KEYS", ""), "RSEMBED_API_KEYS")
         path = env.get("RSEMBED_API_KEYS_FILE")
         if path:

@@ -7,27 +7,36 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from rsembed_db.ingest.producer import PRODUCT_FACTORIES, OnTheFlyProducer, Producer, make_producer
+from rsembed_db.ingest.producer import (
+    PRODUCT_FACTORIES,
+    OnTheFlyProducer,
+    Producer,
+    make_producer,
+)
 from rsembed_db.models.registry import get_embedder
 from rsembed_db.service.errors import ApiError
 from rsembed_db.service.jobs import IngestJobs
 from rsembed_db.service.settings import ServiceSettings
+from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.factory import make_source
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.store.lance_store import EmbeddingStore
 from rsembed_db.tiling.chip_grid import ChipGrid
 
+NO_IMAGERY = ("this server has no imagery for on-the-fly models: start it with --imagery PATH or "
+              "--source, or set RSEMBED_IMAGERY / RSEMBED_SOURCE")
+
 
 class NoImagery:
-    """The source of on-the-fly models when the server has no imagery: stored keys are
-    still served, a miss answers 503 naming ``imagery``."""
+    """The source of on-the-fly models when the server has neither ``imagery`` nor
+    ``source``: stored keys are still served, a miss answers 503 naming ``imagery``."""
 
     name = "none"
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec):
-        raise ApiError(503, "imagery", "this server has no imagery for on-the-fly models: "
-                                       "start it with --imagery PATH or set RSEMBED_IMAGERY")
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
+        raise ApiError(503, "imagery", NO_IMAGERY)
 
 
 class ServiceContext:
@@ -36,6 +45,7 @@ class ServiceContext:
         self.store = EmbeddingStore(settings.db)
         self.jobs = IngestJobs(self.store, settings.ingest_workers)
         self._producers: dict[tuple[str, str], Producer] = {}
+        self._source: ImagerySource | None = None
         self._lock = threading.Lock()
 
     def producer(self, model: str, model_config: dict[str, Any] | None = None) -> Producer:
@@ -48,10 +58,24 @@ class ServiceContext:
             return self._producers[cache_key]
 
     def _make(self, model: str, config: dict[str, Any]) -> Producer:
-        settings = self.settings
-        if model in PRODUCT_FACTORIES or settings.imagery:
-            return make_producer(model, list(settings.imagery) or None, settings.imagery_date, config)
-        return OnTheFlyProducer(get_embedder(model, **config), NoImagery())
+        if model in PRODUCT_FACTORIES:
+            return make_producer(model, model_config=config)
+        return OnTheFlyProducer(get_embedder(model, **config), self._imagery())
+
+    def _imagery(self) -> ImagerySource:
+        """One source shared by every model (shared scans and fetch statistics)."""
+        if self._source is None:
+            settings = self.settings
+            configured = settings.source or settings.imagery
+            self._source = (make_source(settings.source, list(settings.imagery) or None, settings.imagery_date)
+                            if configured else NoImagery())
+        return self._source
+
+    @staticmethod
+    def require_imagery(producer: Producer) -> None:
+        """503 naming ``imagery`` when ``producer`` computes from imagery the server lacks."""
+        if isinstance(getattr(producer, "source", None), NoImagery):
+            raise ApiError(503, "imagery", NO_IMAGERY)
 
     def close(self) -> None:
         self.jobs.shutdown()

@@ -29,7 +29,7 @@ class JobCancelled(Exception):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 @dataclass
@@ -71,9 +71,8 @@ class IngestJob:
 class IngestJobs:
     """Runs ingest jobs on ``workers`` threads; thread-safe."""
 
-    def __init__(self, store: EmbeddingStore, workers: int = 1,
-                 options: IngestOptions = IngestOptions()) -> None:
-        self.store, self.options = store, options
+    def __init__(self, store: EmbeddingStore, workers: int = 1, options: IngestOptions | None = None) -> None:
+        self.store, self.options = store, options or IngestOptions()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-job")
         self._jobs: dict[str, IngestJob] = {}
         self._lock = threading.Lock()

@@ -15,7 +15,13 @@ from rsembed_db.service.errors import spec_error_message
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.sensor import FetchSpec, SensorSpec
-from rsembed_db.specs.spatial import BBox, H3Cell, PointBuffer, SpatialSpec, spatial_from_dict
+from rsembed_db.specs.spatial import (
+    BBox,
+    H3Cell,
+    PointBuffer,
+    SpatialSpec,
+    spatial_from_dict,
+)
 from rsembed_db.specs.temporal import TemporalSpec
 
 T = TypeVar("T")

@@ -47,6 +47,7 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
     except TooManyTilesError as exc:
         raise ApiError(413, "region", f"the region gives about {exc.count} {body.tiles} tiles, more than "
                                       f"this server's limit of {limit}; split it or use a coarser tiler") from None
+    ctx.require_imagery(producer)
     job = ctx.jobs.submit(producer, [producer.request(s, temporal, out_spec) for s in spatials], body.tiles)
     response.headers["Location"] = f"/v1/ingest/{job['id']}"
     return job

@@ -8,8 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from rsembed_db.query.formats import (ARROW_STREAM, JSON, PARQUET, ipc_stream_bytes, json_columns,
-                                      json_rows, parquet_bytes)
+from rsembed_db.query.formats import (
+    ARROW_STREAM,
+    JSON,
+    PARQUET,
+    ipc_stream_bytes,
+    json_columns,
+    json_rows,
+    parquet_bytes,
+)
 from rsembed_db.query.sql import run_sql
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
@@ -31,7 +38,7 @@ class SqlBody(BaseModel):
     200: {"description": "The rows; headers X-Row-Count and X-Truncated.",
           "content": {JSON: {}, ARROW_STREAM: {}, PARQUET: {}}},
     406: {"description": "Accept names no supported format."}})
-def sql(body: SqlBody, request: Request, ctx: Context, _: Reader) -> Response | dict[str, Any]:
+def sql(body: SqlBody, request: Request, response: Response, ctx: Context, _: Reader) -> Response | dict[str, Any]:
     media = negotiate(request.headers.get("accept"), FORMATS)
     limits = ctx.settings.sql
     if body.max_rows is not None:
@@ -42,6 +49,7 @@ def sql(body: SqlBody, request: Request, ctx: Context, _: Reader) -> Response | 
         return Response(ipc_stream_bytes(result.table), media_type=ARROW_STREAM, headers=headers)
     if media == PARQUET:
         return Response(parquet_bytes(result.table), media_type=PARQUET, headers=headers)
+    response.headers.update(headers)
     return {"columns": json_columns(result.table.schema), "rows": json_rows(result.table),
             "row_count": result.table.num_rows, "truncated": result.truncated,
             "seconds": round(result.seconds, 4)}

@@ -14,7 +14,8 @@ from rsembed_db.store.lance_store import default_db_path
 class ServiceSettings:
     """Everything ``create_app`` needs.
 
-    ``imagery``: rasters for on-the-fly models (misses of precomputed products need none).
+    ``imagery`` (local rasters) or ``source`` (``local:``, ``gee``, ``stac:`` see
+    ``sources.factory``): where on-the-fly models read imagery; precomputed products need neither.
     ``api_keys``: empty means an open service (``serve`` only binds it to loopback).
     ``public_reads``: with keys configured, let reads through without a key.
     Limits: ``max_body_bytes`` (request body), ``max_region_tiles`` (ingest plans),
@@ -24,24 +25,26 @@ class ServiceSettings:
     db: str = field(default_factory=default_db_path)
     imagery: tuple[str, ...] = ()
     imagery_date: str | None = None
+    source: str | None = None
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     public_reads: bool = False
     max_body_bytes: int = 2 * 1024 * 1024
     max_region_tiles: int = 10_000
     max_batch: int = 256
-    sql: SqlLimits = SqlLimits()
+    sql: SqlLimits = field(default_factory=SqlLimits)
     ingest_workers: int = 1
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "ServiceSettings":
+    def from_env(cls, **overrides: object) -> ServiceSettings:
         """Read ``RSEMBED_DB``, ``RSEMBED_IMAGERY`` (paths separated by ``os.pathsep``),
-        ``RSEMBED_IMAGERY_DATE``, ``RSEMBED_API_KEYS`` / ``RSEMBED_API_KEYS_FILE``,
+        ``RSEMBED_IMAGERY_DATE``, ``RSEMBED_SOURCE``, ``RSEMBED_API_KEYS`` / ``RSEMBED_API_KEYS_FILE``,
         ``RSEMBED_PUBLIC_READS`` (1/true); ``overrides`` win over the environment."""
         env = os.environ
         values: dict[str, object] = {
             "db": default_db_path(),
             "imagery": tuple(p for p in env.get("RSEMBED_IMAGERY", "").split(os.pathsep) if p),
             "imagery_date": env.get("RSEMBED_IMAGERY_DATE") or None,
+            "source": env.get("RSEMBED_SOURCE") or None,
             "api_keys": ApiKeys.from_env(env),
             "public_reads": env.get("RSEMBED_PUBLIC_READS", "").lower() in ("1", "true", "yes"),
         }

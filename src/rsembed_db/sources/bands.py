@@ -2,7 +2,8 @@
 
 ``B2``, ``b02`` and ``B02`` all mean ``B02``; ``B8A`` keeps its letter. Names are
 upper-cased and spaces or hyphens become underscores, so ``red edge 1`` is
-``RED_EDGE_1``, an alias of ``B05``. Names that are neither aliases nor ``B<n>``
+``RED_EDGE_1``, an alias of ``B05``; STAC asset keys such as ``rededge1``, ``nir08``
+and ``swir16`` are aliases too. Names that are neither aliases nor ``B<n>``
 pass through upper-cased (``VV``, ``SCL``).
 """
 
@@ -24,6 +25,14 @@ BAND_ALIASES: dict[str, str] = {
     "CIRRUS": "B10",
     "SWIR_1": "B11",
     "SWIR_2": "B12",
+    # STAC asset keys / eo common names (Earth Search and others)
+    "REDEDGE1": "B05",
+    "REDEDGE2": "B06",
+    "REDEDGE3": "B07",
+    "NIR08": "B8A",
+    "NIR09": "B09",
+    "SWIR16": "B11",
+    "SWIR22": "B12",
 }
 
 _NUMBERED = re.compile(r"B0*(\d+)(A?)")

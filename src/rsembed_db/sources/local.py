@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,21 +27,17 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetReader
-from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.warp import transform_bounds
 
 from rsembed_db.sources.base import Chip, TileFailure
 from rsembed_db.sources.composite import COMPOSITES
 from rsembed_db.sources.scene_dates import compile_date_pattern
 from rsembed_db.sources.scenes import Scene, discover, scan_scene
+from rsembed_db.sources.warp import warp_to_grid
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.temporal import TemporalSpec, parse_date
 from rsembed_db.tiling.chip_grid import ChipGrid
-
-# reproject() warns about its own ungeoreferenced scratch dataset; rasterio silences that
-# with a catch_warnings that is not thread-safe, so it leaks when fetches run on threads.
-warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 MAX_OPEN_PER_THREAD = 64
 _DATES_SHOWN = 10
@@ -154,14 +149,7 @@ class LocalImagerySource:
 
     def _warp(self, scene: Scene, indexes: tuple[int, ...], grid: ChipGrid) -> np.ndarray:
         """(C, H, W) float32 of ``scene`` on ``grid``, NaN in every band where invalid."""
-        out = np.full((len(indexes), grid.height, grid.width), np.nan, dtype=np.float32)
-        reproject(
-            rasterio.band(self._dataset(scene.path), list(indexes)), out,
-            src_nodata=scene.nodata, dst_transform=grid.transform, dst_crs=grid.crs,
-            dst_nodata=np.nan, resampling=Resampling.bilinear,
-        )
-        out[:, ~np.isfinite(out).all(axis=0)] = np.nan
-        return out
+        return warp_to_grid(self._dataset(scene.path), indexes, scene.nodata, grid)
 
     def _dataset(self, path: Path) -> DatasetReader:
         """This thread's open handle on ``path``."""

@@ -31,7 +31,11 @@ def _normalise(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, rounded floats."""
-    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"))
+    if isinstance(value, dict) and all(type(k) is str and type(v) is str for k, v in value.items()):
+        value_ = value  # nothing to normalise (e.g. an H3 cell spec): skip the walk
+    else:
+        value_ = _normalise(value)
+    return json.dumps(value_, sort_keys=True, separators=(",", ":"))
 
 
 def sha256_key(value: Any) -> str:

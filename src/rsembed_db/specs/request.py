@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -65,14 +64,12 @@ def with_spatials(template: EmbeddingRequest, spatials: Sequence[SpatialSpec]) -
     """
     prefix, suffix = canonical_json({**template.canonical(), "spatial": _SPATIAL_SLOT}).split(
         canonical_json(_SPATIAL_SLOT))
+    fields = {name: value for name, value in template.__dict__.items() if name != "key"}
     out = []
     for spatial in spatials:
-        request = replace(template, spatial=spatial)
-        body = spatial.to_dict()
-        # All-string specs (H3 cells) need no float normalisation: plain sorted JSON is canonical.
-        body_json = (json.dumps(body, sort_keys=True, separators=(",", ":"))
-                     if all(type(v) is str for v in body.values()) else canonical_json(body))
-        text = prefix + body_json + suffix
-        request.__dict__["key"] = hashlib.sha256(text.encode()).hexdigest()  # cached_property slot
+        # A copy of the (already validated) template; the key fills the cached_property slot.
+        request = object.__new__(EmbeddingRequest)
+        text = prefix + canonical_json(spatial.to_dict()) + suffix
+        request.__dict__.update(fields, spatial=spatial, key=hashlib.sha256(text.encode()).hexdigest())
         out.append(request)
     return out

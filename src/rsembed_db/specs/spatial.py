@@ -126,6 +126,11 @@ class H3Cell:
         return h3.get_resolution(self.hex)
 
     def lonlat_geometry(self) -> Polygon:
+        return self._polygon
+
+    @cached_property
+    def _polygon(self) -> Polygon:
+        """The hexagon, built once per cell (``lonlat_geometries`` fills it in bulk)."""
         return Polygon([(lon, lat) for lat, lon in h3.cell_to_boundary(self.hex)])
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,15 +220,17 @@ def _to_lonlat(geom: Polygon, crs: str) -> Polygon:
 def lonlat_geometries(specs: Sequence[SpatialSpec]) -> np.ndarray:
     """``spec.lonlat_geometry()`` for many specs at once (H3 cells built in one call)."""
     out = np.empty(len(specs), dtype=object)
-    cells = [i for i, spec in enumerate(specs) if isinstance(spec, H3Cell)]
-    if cells:
-        rings = [h3.cell_to_boundary(specs[i].hex) for i in cells]
+    todo = [i for i, spec in enumerate(specs)
+            if isinstance(spec, H3Cell) and "_polygon" not in spec.__dict__]
+    if todo:
+        rings = [h3.cell_to_boundary(specs[i].hex) for i in todo]
         sizes = np.fromiter((len(r) + 1 for r in rings), np.int64, len(rings))
         latlng = np.array(list(chain.from_iterable((*r, r[0]) for r in rings)), dtype=np.float64)
-        offsets = (np.r_[0, np.cumsum(sizes)], np.arange(len(cells) + 1))
-        out[cells] = shapely.from_ragged_array(shapely.GeometryType.POLYGON,
-                                               np.ascontiguousarray(latlng[:, ::-1]), offsets)
+        offsets = (np.r_[0, np.cumsum(sizes)], np.arange(len(todo) + 1))
+        polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON,
+                                             np.ascontiguousarray(latlng[:, ::-1]), offsets)
+        for i, polygon in zip(todo, polygons):
+            specs[i].__dict__["_polygon"] = polygon
     for i, spec in enumerate(specs):
-        if not isinstance(spec, H3Cell):
-            out[i] = spec.lonlat_geometry()
+        out[i] = spec.lonlat_geometry()
     return out

@@ -8,13 +8,27 @@ local copy) and *what the data is* (e.g. a dataset version: part of the key).
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from rsembed_db.ingest.producer import BulkProducer
+from rsembed_db.sources.base import TileFailure
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.specs.temporal import TemporalSpec
+
+
+MAX_ROI_VALUES = 1 << 28  # float32 values (D x H x W) one ROI may hold in memory: 1 GiB
+
+
+def check_roi_size(dim: int, shape: tuple[int, int], what: str) -> None:
+    """TileFailure when an ROI's raster would not fit in memory."""
+    values = dim * shape[0] * shape[1]
+    if values > MAX_ROI_VALUES:
+        raise TileFailure(f"{what} of this ROI would hold {values:,} values ({shape[0]} x {shape[1]} "
+                          f"pixels x {dim}), more than {MAX_ROI_VALUES:,}: use a smaller ROI "
+                          "(e.g. finer --tiles)")
 
 
 class ProductProducer(BulkProducer):
@@ -68,11 +82,10 @@ class ProductProducer(BulkProducer):
         return year
 
     def meta(self, request: EmbeddingRequest, **extra: Any) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "source": self.description.source,
-            "temporal": request.temporal.to_dict(),
-            "input_time": request.temporal.midpoint.isoformat(),
-            "year": request.temporal.start.year,
-            **extra,
-        }
+        return {**self._meta_base(request.temporal), **extra}
+
+    @lru_cache(maxsize=16)  # noqa: B019 - one entry per window; producers live for a run
+    def _meta_base(self, temporal: TemporalSpec) -> dict[str, Any]:
+        return {"model": self.model, "source": self.description.source,
+                "temporal": temporal.to_dict(), "input_time": temporal.midpoint.isoformat(),
+                "year": temporal.start.year}

@@ -1,6 +1,6 @@
 """Grid output of tiled products: tiles mosaicked onto one north-up target grid.
 
-Each tile contributes the pixels it owns; where the tile and the target share CRS,
+Each tile contributes the pixels it owns, in tile order; where the tile and the target share CRS,
 pixel size and alignment the pixels are copied, otherwise they are reprojected with
 nearest-neighbour resampling (values are never blended).
 """
@@ -33,29 +33,36 @@ class GridTarget:
         return FeatureMap(values, ~np.isnan(values).all(axis=0), self.transform, self.crs)
 
 
-def paste(grid: PixelGrid, target: GridTarget, mosaic: np.ndarray) -> None:
-    """Write ``grid``'s owned valid pixels into ``mosaic`` (D, H, W) where it is still NaN."""
+def tile_piece(grid: PixelGrid, target: GridTarget) -> np.ndarray | None:
+    """(D, H, W) target-grid values from ``grid``'s owned valid pixels (NaN elsewhere)."""
     window = _window(grid, target)
     if window is None:
-        return
+        return None
     r0, r1, c0, c1 = window
-    height, width = grid.shape
+    width = grid.shape[1]
     rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
     flat = (rows * width + cols).ravel()
     ok = grid.valid.ravel()[flat]
-    src = np.full((flat.size, mosaic.shape[0]), np.nan, dtype=np.float32)
-    if ok.any():
-        src[ok] = grid.values(flat[ok])
-    src = np.ascontiguousarray(src.T.reshape(mosaic.shape[0], r1 - r0, c1 - c0))
-    src_transform = grid.transform * Affine.translation(c0, r0)
+    if not ok.any():
+        return None
+    values = grid.values(flat[ok])
+    src = np.full((flat.size, values.shape[1]), np.nan, dtype=np.float32)
+    src[ok] = values
+    src = np.ascontiguousarray(src.T.reshape(values.shape[1], r1 - r0, c1 - c0))
+    src_transform = grid.transform @ Affine.translation(c0, r0)
     piece = _aligned(src, src_transform, grid.crs, target)
     if piece is None:
-        piece = target.empty(mosaic.shape[0])
+        piece = target.empty(values.shape[1])
         reproject(src, piece, src_transform=src_transform, src_crs=grid.crs,
                   dst_transform=target.transform, dst_crs=target.crs,
                   resampling=Resampling.nearest, src_nodata=np.nan, dst_nodata=np.nan)
-    fill = np.isnan(mosaic) & ~np.isnan(piece)
-    mosaic[fill] = piece[fill]
+    return piece
+
+
+def fill(mosaic: np.ndarray, piece: np.ndarray) -> None:
+    """Copy ``piece`` into ``mosaic`` where the mosaic has no value yet (first tile wins)."""
+    empty = np.isnan(mosaic) & ~np.isnan(piece)
+    mosaic[empty] = piece[empty]
 
 
 def _window(grid: PixelGrid, target: GridTarget) -> tuple[int, int, int, int] | None:
@@ -67,7 +74,7 @@ def _window(grid: PixelGrid, target: GridTarget) -> tuple[int, int, int, int] | 
                                               min(top, bottom), max(left, right),
                                               max(top, bottom), densify_pts=21)
     inv = ~grid.transform
-    us, vs = zip(*(inv * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)))
+    us, vs = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)))
     height, width = grid.shape
     r0, r1 = max(math.floor(min(vs)) - 1, 0), min(math.ceil(max(vs)) + 1, height)
     c0, c1 = max(math.floor(min(us)) - 1, 0), min(math.ceil(max(us)) + 1, width)

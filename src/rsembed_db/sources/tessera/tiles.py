@@ -103,7 +103,7 @@ class TesseraTiles:
     def _missing_error(self, tiles: list[TileId], year: int) -> SpecError:
         listed = ", ".join(t.name for t in tiles[:MAX_LISTED])
         more = f" and {len(tiles) - MAX_LISTED} more" if len(tiles) > MAX_LISTED else ""
-        why = self._registry_error or "no download URL is configured (url)"
+        why = self._registry_error or "no download URL is configured"
         west = min(t.bounds[0] for t in tiles)
         south = min(t.bounds[1] for t in tiles)
         east = max(t.bounds[2] for t in tiles)

@@ -1,0 +1,125 @@
+"""Throughput of the model zoo: chips per second at each model's native input size.
+
+Run: ``.venv-zoo/bin/python bench/model_throughput.py`` (needs the ``zoo`` extra).
+
+Real weights cannot be downloaded where this runs, so every model is the full-size
+architecture with random initialisation; speed does not depend on the weight values.
+Each measurement times ``embed`` end to end (band selection, normalisation, input
+preparation, the forward pass) on chips of the native size, batch 1 and 16, after a
+one-chip warm-up call, over a fixed small number of calls (full-size ViTs are slow on 2 cores).
+On CUDA the same runs in fp32 and under bf16 / fp16 autocast. The table replaces the
+"Model zoo throughput" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from affine import Affine
+from shapely.geometry import box
+
+from rsembed_db.models.registry import get_embedder
+from rsembed_db.models.zoo import ZooEmbedder
+from rsembed_db.sources.base import Chip
+from rsembed_db.tiling.chip_grid import ChipGrid
+
+MODELS = [("remoteclip", {}), ("prithvi", {}), ("prithvi", {"variant": "600m_tl"}), ("satmae", {}),
+          ("scalemae", {}), ("dofa", {}), ("clay", {})]
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADING = "## Model zoo throughput"
+
+
+def chips(embedder: ZooEmbedder, count: int) -> list[Chip]:
+    size, rng = embedder.image_size, np.random.default_rng(0)
+    grid = ChipGrid("EPSG:32633", Affine(10, 0, 500000, 0, -10, 5800000), size, size,
+                    box(500000, 5800000 - 10 * size, 500000 + 10 * size, 5800000))
+    return [Chip(rng.uniform(0, 4000, (len(embedder.bands), size, size)).astype(np.float32),
+                 np.ones((size, size), bool), embedder.bands, grid, {"input_time": "2022-06-15"})
+            for _ in range(count)]
+
+
+def measure(embedder: ZooEmbedder, batch: int, calls: int) -> float:
+    """Chips per second of ``embed`` on ``batch`` chips over ``calls``, after a one-chip warm-up."""
+    batch_chips = chips(embedder, batch)
+    embedder.embed(batch_chips[:1])
+    if embedder.runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        embedder.embed(batch_chips)
+    if embedder.runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * calls / (time.perf_counter() - start)
+
+
+def random_full_size(name: str, config: dict, device: str, precision: str) -> ZooEmbedder:
+    embedder = get_embedder(name, device=device, precision=precision, batch_size=16, **config)
+    torch.manual_seed(0)
+    # Benchmark only: the architecture with random weights, bypassing the weight loader.
+    embedder._model = embedder.build().to(embedder.runtime.device).eval()
+    return embedder
+
+
+def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int) -> list[str]:
+    rows = []
+    for name, config in MODELS:
+        for device, precision in devices:
+            embedder = random_full_size(name, config, device, precision)
+            params = sum(p.numel() for p in embedder.model().parameters()) / 1e6
+            label = f"{name} {config.get('variant', embedder.config['variant'])}"
+            one, sixteen = measure(embedder, 1, calls_1), measure(embedder, 16, calls_16)
+            rows.append(f"| {label} | {params:.0f}M | {embedder.image_size} | {embedder.dim} | {device} | "
+                        f"{precision if device != 'cpu' else 'fp32'} | {one:.2f} | {sixteen:.2f} |")
+            print(rows[-1], flush=True)
+            del embedder
+            gc.collect()
+    return rows
+
+
+def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: float) -> None:
+    section = "\n".join([
+        HEADING, "",
+        f"`bench/model_throughput.py` on {device_text}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads. The 1-minute load average was {load:.1f} at the "
+        "start: other processes shared the cores, so these are lower bounds. Full-size "
+        "architectures with **random weights** (real weights cannot be downloaded here; speed does "
+        "not depend on them); params counts the whole model (remoteclip: with its text tower). "
+        "Chips/s of `embed` end to end at the native size, after a one-chip warm-up; batch 1 over "
+        f"{calls_1} calls, batch 16 over {calls_16} call(s).", "",
+        "| model | params | size px | D | device | precision | chips/s (batch 1) | chips/s (batch 16) |",
+        "|---|---|---|---|---|---|---|---|", *rows, ""])
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text.rstrip() + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls-1", type=int, default=3, help="timed calls at batch 1")
+    parser.add_argument("--calls-16", type=int, default=1, help="timed calls at batch 16")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
+    args = parser.parse_args()
+    devices = [("cpu", "fp32")]
+    device_text = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    if torch.cuda.is_available():
+        devices = [("cuda", p) for p in ("fp32", "bf16", "fp16")] + devices
+        device_text = f"{torch.cuda.get_device_name()} and {device_text}"
+    load = os.getloadavg()[0]
+    print(f"{sys.argv[0]}: {device_text}, load average {load:.1f}", flush=True)
+    rows = run(devices, args.calls_1, args.calls_16)
+    if not args.no_write:
+        write(rows, device_text, args.calls_1, args.calls_16, load)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Benchmark: Tessera H3 ingest over a generated 1 x 1 degree area (100 tiles) into LanceDB.
+
+    .venv/bin/python bench/tessera_ingest.py     # both setups; rewrites its section of bench/RESULTS.md
+
+Two setups, tiles generated in the published layout (deterministic values) from 11.5 E,
+52.0 N, so the areas straddle the UTM 32/33 boundary at 12 E: the 1 x 1 degree target
+area (100 tiles) with 40 m pixels (1/16 of the real pixel count, which keeps the data at
+600 MB and the run short), and 0.2 x 0.2 degree (4 tiles) with the real 10 m pixels. For
+each H3 resolution the ingest runs end to end (tiling, keys, skip-stored check, tile
+reads, pooling, LanceDB commits, index build) into a fresh database; tile reads,
+pooling and writes are timed by wrapping those calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import shapely
+
+from rsembed_db.ingest import engine
+from rsembed_db.ingest.engine import IngestOptions, run_ingest
+from rsembed_db.ingest.producer import make_producer
+from rsembed_db.models.products import tiled
+from rsembed_db.sources.tessera.layout import TileId
+from rsembed_db.sources.tessera.synthetic import synthetic_tile, write_registries, write_tile
+from rsembed_db.specs.temporal import TemporalSpec
+from rsembed_db.store import EmbeddingStore
+from rsembed_db.tiling.plan import tile_region
+
+YEAR = 2024
+WEST, SOUTH = 11.5, 52.0
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "## Tessera H3 ingest (bench/tessera_ingest.py)"
+
+
+def generate(root: Path, degrees: float, pixel_m: float) -> list[TileId]:
+    n = round(degrees * 10)
+    ix0, iy0 = round(WEST * 10), round(SOUTH * 10)
+    tiles = [TileId(ix0 + i, iy0 + j) for j in range(n) for i in range(n)]
+    if not (root / "registry.parquet").is_file():
+        for tile in tiles:
+            write_tile(root, synthetic_tile(tile, YEAR, pixel_m=pixel_m))
+        write_registries(root, [(t, YEAR) for t in tiles])
+    return tiles
+
+
+class Timers:
+    """Cumulative seconds of wrapped calls (summed over threads)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+        return timed
+
+
+def run(data: Path, db: Path, res: int, degrees: float, workers: int) -> dict:
+    region = shapely.box(WEST, SOUTH, WEST + degrees, SOUTH + degrees)
+    timers = Timers()
+    started = time.perf_counter()
+    spatials = tile_region(region, f"h3:{res}", max_tiles=10_000_000)
+    producer = make_producer("tessera", model_config={"dir": str(data), "url": "none"})
+    requests = producer.requests(spatials, TemporalSpec.year(YEAR))
+    planned = time.perf_counter()
+    store = EmbeddingStore(db)
+    producer.tiles.read = timers.wrap("read", producer.tiles.read)
+    store.write = timers.wrap("write", store.write)
+    patched = {(tiled, "pool_grid"): timers.wrap("pool", tiled.pool_grid),
+               (engine, "index_table"): timers.wrap("index", engine.index_table)}
+    originals = {target: getattr(*target) for target in patched}
+    for (module, name), fn in patched.items():
+        setattr(module, name, fn)
+    try:
+        summary = run_ingest(store, producer, requests, IngestOptions(workers=workers))
+    finally:
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
+    done = time.perf_counter()
+    assert summary.failed == 0 and summary.computed == len(spatials), summary
+    assert store.table("tessera").count_rows() == len(spatials)
+    return {"res": res, "cells": len(spatials), "plan_s": planned - started,
+            "ingest_s": summary.seconds, "total_s": done - started, "reads": producer.tiles.reads,
+            **{k: timers.seconds[k] for k in ("read", "pool", "write", "index")}}
+
+
+def table(rows: list[dict], tiles: int, pixel_m: float, degrees: float) -> list[str]:
+    lines = [f"**{degrees:g} x {degrees:g} degree** (11.5-{WEST + degrees:g} E, 52-{SOUTH + degrees:g} N): "
+             f"{tiles} tiles of **{pixel_m:g} m** pixels, 128-d int8, year {YEAR}.", "",
+             "| H3 res | cells | plan s | ingest s | index s | end to end s | cells/s ingest "
+             "| cells/s end to end | read s | pool s | write s | tile reads |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['res']} | {r['cells']:,} | {r['plan_s']:.2f} | {r['ingest_s']:.2f} | {r['index']:.2f} "
+            f"| {r['total_s']:.2f} | {r['cells'] / r['ingest_s']:,.0f} | {r['cells'] / r['total_s']:,.0f} "
+            f"| {r['read']:.2f} | {r['pool']:.2f} | {r['write']:.2f} | {r['reads']} of {tiles} |")
+    return lines + [""]
+
+
+def report(tables: list[list[str]], workers: int, repeats: int) -> str:
+    lines = [SECTION, "",
+             f"Command: `.venv/bin/python bench/tessera_ingest.py` (about a minute). Tiles in the "
+             f"published layout, deterministic values; the area crosses the UTM 32/33 boundary "
+             f"at 12 E. {workers} tile threads, best of {repeats} runs per row, "
+             f"{os.cpu_count()} CPUs, Python {platform.python_version()}.", ""]
+    for part in tables:
+        lines += part
+    lines += ["plan: tiling the region into H3 cells and building the requests (keys); ingest: "
+              "`run_ingest` from the skip-stored check to the last commit (pooling on the tile "
+              "threads overlaps the commits on the commit thread); index: the post-ingest "
+              "`index_table` (scalar + vector index build); end to end: all three. read / "
+              "pool / write: seconds inside tile reads, pooling and `store.write`, summed over "
+              "the threads that ran them (they overlap, so they can exceed the wall time)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    """Replace this benchmark's section of RESULTS.md (other sections are kept)."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if SECTION in old:
+        head, rest = old.split(SECTION, 1)
+        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        new = head + text + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    RESULTS.write_text(new)
+
+
+SETUPS = ((40.0, 1.0), (10.0, 0.2))  # (pixel m, side in degrees)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pixel-m", type=float, help="generated pixel size (with --degrees: one setup)")
+    parser.add_argument("--degrees", type=float, help="side of the area, in 0.1-degree steps")
+    parser.add_argument("--res", type=int, nargs="+", default=[8, 9])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data", type=Path, help="directory to keep generated tiles in (reused)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per resolution; the best is kept")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+    args = parser.parse_args(argv)
+    setups = SETUPS
+    if args.pixel_m or args.degrees:
+        setups = ((args.pixel_m or SETUPS[0][0], args.degrees or SETUPS[0][1]),)
+    tables = []
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
+        for pixel_m, degrees in setups:
+            data = (args.data or Path(tmp)) / f"tiles_{pixel_m:g}m_{degrees:g}deg"
+            t0 = time.perf_counter()
+            tiles = generate(data, degrees, pixel_m)
+            print(f"{len(tiles)} tiles ready in {time.perf_counter() - t0:.1f}s under {data}", file=sys.stderr)
+            rows = []
+            for res in args.res:
+                runs = [run(data, Path(tmp) / f"db_{pixel_m:g}_{res}_{k}", res, degrees, args.workers)
+                        for k in range(args.repeats)]
+                rows.append(min(runs, key=lambda r: r["total_s"]))
+            tables.append(table(rows, len(tiles), pixel_m, degrees))
+    text = report(tables, args.workers, args.repeats)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Exact or ANN: choose the route of a search from the estimated number of matching rows.
+
+LanceDB's ANN with a prefilter only ranks the matching rows that lie in the probed IVF
+partitions. When a filter keeps few rows, the probed partitions hold few or none of
+the true neighbours, so it returns fewer than k rows or the wrong ones (measured on
+1M rows, IVF_PQ, nprobes 20: recall@10 0.85 at 0.01 % selectivity; IVF_RQ: 0.54 and
+only 62 % of k filled). An exact (flat) scan of the filtered subset costs time in
+proportion to the rows it keeps (1M x 128-d, 2 cores: 2 ms at 1 000 rows, 7 ms at
+10 000, 13 ms at 32 000) and is always right. So:
+
+- exact when the table has no vector index, the index was built for another metric,
+  the caller forces it, or at most ``EXACT_MAX_ROWS`` rows match;
+- otherwise ANN with the prefilter, probing enough partitions that about
+  ``ANN_MIN_CANDIDATES`` matching rows are examined (never fewer than
+  ``ANN_BASE_NPROBES``), re-ranked on the full vectors (``refine_factor``).
+  If it still returns fewer rows than asked, search.py reruns it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rsembed_db.query.profile import TableProfile
+
+EXACT_MAX_ROWS = 25_000
+ANN_BASE_NPROBES = 20
+ANN_MIN_CANDIDATES = 2_000
+REFINE_FACTOR = {"IVF_PQ": 10, "IVF_RQ": 4, "IVF_HNSW_SQ": 2}  # at 128-d; see refine_factor()
+MAX_REFINE_FACTOR = 40
+
+
+def refine_factor(index_type: str, dim: int) -> int:
+    """Candidates re-ranked on full vectors, per result. A code of fewer dimensions carries
+    fewer bits, so its distances are noisier: narrower vectors re-rank proportionally
+    more (1-bit IVF_RQ on 100k x 32-d rows: recall@10 0.83 at factor 4, 0.99 at 16)."""
+    base = REFINE_FACTOR.get(index_type, 10)
+    return min(MAX_REFINE_FACTOR, base * max(1, math.ceil(128 / dim)))
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to run one search: ``kind`` exact / ann, ANN parameters, and why."""
+
+    kind: str
+    reason: str
+    matched: int | None = None
+    nprobes: int | None = None
+    refine_factor: int | None = None
+
+
+def choose_route(profile: TableProfile, metric: str, count: Callable[[], int], force_exact: bool = False) -> Route:
+    """The route for a search; ``count()`` estimates the matching rows (called only when
+    the choice depends on it)."""
+    index = profile.index
+    if force_exact:
+        return Route("exact", "exact search requested")
+    if index is None:
+        return Route("exact", "no vector index")
+    if index.metric != metric:
+        return Route("exact", f"the vector index is for {index.metric}, not {metric}")
+    if profile.rows <= EXACT_MAX_ROWS:
+        return Route("exact", f"the table has {profile.rows} rows (<= {EXACT_MAX_ROWS})")
+    matched = count()
+    if matched <= EXACT_MAX_ROWS:
+        return Route("exact", f"about {matched} rows match (<= {EXACT_MAX_ROWS})", matched)
+    selectivity = matched / max(profile.rows, 1)
+    per_partition = max(index.indexed_rows / index.num_partitions, 1.0) * selectivity
+    nprobes = max(ANN_BASE_NPROBES, math.ceil(ANN_MIN_CANDIDATES / max(per_partition, 1e-9)))
+    return Route("ann", f"about {matched} rows match", matched, min(nprobes, index.num_partitions),
+                 refine_factor(index.index_type, profile.dim))

@@ -1,0 +1,119 @@
+"""``rsembed-db search | index | optimize`` (in-process; one subprocess for the exit code)."""
+
+from __future__ import annotations
+
+import json
+
+import h3
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from rsembed_db.cli.app import app
+from rsembed_db.specs import SpecError
+from rsembed_db.store import EmbeddingStore
+from rsembed_db.store.synthetic import write_synthetic
+from tests.conftest import run_cli
+
+PARENT = h3.latlng_to_cell(52.5, 12.8, 6)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "db"
+    write_synthetic(EmbeddingStore(path), "syn", PARENT, 9, [2020, 2021], 16)
+    return path
+
+
+@pytest.fixture(scope="module")
+def keys(db):
+    return EmbeddingStore(db).table("syn").to_lance().to_table(columns=["key"])["key"].to_pylist()
+
+
+def cli(db, *args: str):
+    result = CliRunner().invoke(app, [*args, "--db", str(db)], env={"COLUMNS": "200"})
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_table_output(db, keys):
+    out = cli(db, "search", "--table", "syn", "--key", keys[0], "-k", "5")
+    assert "5 most similar to" in out and "exact search" in out
+    rows = [line for line in out.splitlines() if line.startswith("│ ")]
+    distances = [float(r.split("│")[4]) for r in rows]
+    assert len(rows) == 5 and distances == sorted(distances)
+
+
+def test_json_with_filters(db, keys):
+    out = cli(db, "search", "--table", "syn", "--key", keys[0], "-k", "8", "--format", "json", "--year", "2021",
+              "--bbox", "12.0,52.0,13.5,53.0", "--h3-parent", PARENT, "--where", "lat > 52.0")
+    rows = json.loads(out)
+    assert len(rows) == 8 and keys[0] not in {r["key"] for r in rows}
+    assert all(r["year"] == 2021 and r["lat"] > 52.0 for r in rows)
+    assert [r["rank"] for r in rows] == list(range(1, 9))
+
+
+def test_geojson_and_arrow_files(db, keys, tmp_path):
+    polygon = tmp_path / "area.geojson"
+    lat, lon = h3.cell_to_latlng(PARENT)
+    polygon.write_text(json.dumps({"type": "Polygon", "coordinates": [[[lon - 0.05, lat - 0.05], [lon + 0.05, lat - 0.05],
+                                                                      [lon, lat + 0.05], [lon - 0.05, lat - 0.05]]]}))
+    geojson = tmp_path / "out.geojson"
+    cli(db, "search", "--table", "syn", "--key", keys[3], "--polygon", str(polygon), "--format", "geojson",
+        "--out", str(geojson))
+    collection = json.loads(geojson.read_text())
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 10
+    arrow = tmp_path / "out.arrow"
+    cli(db, "search", "--table", "syn", "--key", keys[3], "--format", "arrow", "--out", str(arrow), "-k", "4",
+        "--metric", "l2", "--include-query")
+    table = pa.ipc.open_file(str(arrow)).read_all()
+    assert table.num_rows == 4 and table["key"][0].as_py() == keys[3] and "geometry" in table.column_names
+
+
+def test_vector_file_examples_and_location(db, keys, tmp_path):
+    vector = tmp_path / "q.npy"
+    np.save(vector, np.ones(16, np.float32))
+    assert len(json.loads(cli(db, "search", "--table", "syn", "--vector-file", str(vector), "--format", "json",
+                              "--exact"))) == 10
+    rows = json.loads(cli(db, "search", "--table", "syn", "--positive", keys[1], "--positive", keys[2],
+                          "--negative", keys[3], "--format", "json", "-k", "3"))
+    assert len(rows) == 3 and not {r["key"] for r in rows} & set(keys[1:4])
+    cell = h3.cell_to_children(PARENT, 9)[0]
+    lat, lon = h3.cell_to_latlng(cell)
+    by_cell = json.loads(cli(db, "search", "--table", "syn", "--h3", cell, "--year", "2020", "--format", "json"))
+    by_point = json.loads(cli(db, "search", "--table", "syn", "--near", f"{lon},{lat}", "--year", "2020",
+                              "--format", "json"))
+    assert [r["key"] for r in by_cell] == [r["key"] for r in by_point]
+
+
+@pytest.mark.parametrize("args, field", [
+    (("--key", "k", "--where", "lon > 1; DROP TABLE syn"), "filters.where"),
+    (("--key", "k", "--bbox", "1,2,3"), "filters.bbox"),
+    (("--key", "k", "--format", "xml"), "format"),
+    (("--key", "k", "--format", "arrow"), "out"),
+    (("--key", "k", "--model", "mosaiks"), "model"),
+    (("-k", "3",), "query"),
+    (("--key", "absent",), "key"),
+])
+def test_errors_name_the_field(db, args, field):
+    with pytest.raises(SpecError) as info:
+        cli(db, "search", "--table", "syn", *args)
+    assert info.value.field == field
+
+
+def test_index_and_optimize_commands(db):
+    out = cli(db, "index", "--min-rows", "256")
+    assert "syn" in out and "IVF_RQ cosine" in out
+    with pytest.warns(UserWarning, match="removes every version"):
+        out = cli(db, "optimize", "--retention-days", "0")
+    assert "686" in out  # rows before and after
+
+
+def test_bad_where_exits_2_with_one_line(db):
+    proc = run_cli("search", "--table", "syn", "--key", "x", "--where", "key IN (SELECT key FROM syn)", db=db,
+                   check=False)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "filters.where: subqueries" in lines[0], proc.stderr

@@ -1,0 +1,181 @@
+"""Index management and search at scale: the selectivity sweep (recall and fill vs exact),
+new rows searchable before re-indexing, auto-index after ingest, optimize."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import h3
+import numpy as np
+import pytest
+
+from rsembed_db.ingest.engine import run_ingest
+from rsembed_db.ingest.producer import Prepared, Producer
+from rsembed_db.query.request import SearchFilters, SearchRequest
+from rsembed_db.query.router import EXACT_MAX_ROWS
+from rsembed_db.query.search import search
+from rsembed_db.specs import EmbeddingRequest, H3Cell, OutputSpec, SpecError, TemporalSpec
+from rsembed_db.store import EmbeddingRecord, EmbeddingStore
+from rsembed_db.store.indexes import (BITMAP_COLUMNS, BTREE_COLUMNS, ENV_MIN_ROWS, IndexPolicy, ensure_indexes,
+                                      optimize_table, vector_index_info)
+from rsembed_db.store.synthetic import write_synthetic
+
+HAVELLAND = (52.5, 12.8)
+
+
+def _rows(store: EmbeddingStore, table: str) -> dict[str, np.ndarray]:
+    data = store.table(table).to_lance().to_table(columns=["key", "lat", "year", "vector"])
+    return {"key": data["key"].to_numpy(zero_copy_only=False), "lat": data["lat"].to_numpy(),
+            "year": data["year"].to_numpy(),
+            "vector": np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """100 842 rows (16 807 res-9 cells x 6 years, 32-d), every index built."""
+    store = EmbeddingStore(tmp_path_factory.mktemp("sweep") / "db")
+    write_synthetic(store, "big", h3.latlng_to_cell(*HAVELLAND, 4), 9, list(range(2018, 2024)), 32, seed=7)
+    report = ensure_indexes(store.table("big"), IndexPolicy())
+    assert set(report.created) == {*BTREE_COLUMNS, *BITMAP_COLUMNS, "vector"}
+    return store, _rows(store, "big")
+
+
+def _band(rows: dict[str, np.ndarray], fraction: float, year: int) -> tuple[str, np.ndarray]:
+    """A where-clause keeping about ``fraction`` of all rows: a latitude band within one year."""
+    lats = np.sort(rows["lat"][rows["year"] == year])
+    count = max(int(round(fraction * len(rows["lat"]))), 1)
+    low, high = float(lats[len(lats) // 3]), float(lats[len(lats) // 3 + count])
+    mask = (rows["year"] == year) & (rows["lat"] >= low) & (rows["lat"] < high)
+    return f"year = {year} AND lat >= {low!r} AND lat < {high!r}", mask
+
+
+def test_selectivity_sweep_recall_and_fill(large):
+    store, rows = large
+    years = rows["year"]
+    cases = [(fraction, *_band(rows, fraction, 2020)) for fraction in (1e-4, 1e-3, 1e-2, 0.1)]
+    cases += [(0.33, "year IN (2019, 2022)", np.isin(years, [2019, 2022])),
+              (0.67, "year >= 2020", years >= 2020), (1.0, None, np.ones(len(years), bool))]
+    rng = np.random.default_rng(11)
+    unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
+    routes = set()
+    for fraction, where, mask in cases:
+        recalls = []
+        for i in rng.choice(len(years), 20, replace=False):
+            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10,
+                                                        filters=SearchFilters(where=where)))
+            scores = unit[mask] @ unit[i]
+            truth = set(rows["key"][mask][np.argsort(-scores)[:10]])
+            assert len(result) == min(10, int(mask.sum())), (fraction, result.notes)  # fill
+            recalls.append(len(truth & set(result.keys)) / len(truth))
+            routes.add(result.route)
+            assert result.route == ("exact" if mask.sum() < EXACT_MAX_ROWS else "ann"), result.notes
+        assert np.mean(recalls) >= 0.95, (fraction, recalls)
+    assert routes == {"exact", "ann"}
+
+
+def test_new_rows_are_searchable_before_reindexing(tmp_path):
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(*HAVELLAND, 5)
+    write_synthetic(store, "t", parent, 9, list(range(2010, 2022)), 16)  # 28 812 rows: the ANN route
+    table = store.table("t")
+    ensure_indexes(table, IndexPolicy(vector_min_rows=1000))
+    cell = h3.cell_to_center_child(parent, 10)  # not in the table yet
+    request = EmbeddingRequest("synthetic", H3Cell(cell), TemporalSpec.year(2030))
+    vector = np.full(16, 3.0, np.float32)
+    vector[0] = -40.0  # far from everything indexed
+    store.write("t", [EmbeddingRecord(request, cell, vector)], 16)
+    info = vector_index_info(store.table("t"))
+    assert info.unindexed_rows == 1
+    result = search(store, "t", SearchRequest(vector=vector, k=3))
+    assert result.route == "ann" and result.keys[0] == request.key
+    dataset = store.table("t").to_lance()
+    fast = dataset.to_table(columns=["key"], nearest={"column": "vector", "q": vector, "k": 3, "metric": "cosine"},
+                            fast_search=True)
+    assert request.key not in fast["key"].to_pylist()  # only the index: what we never use
+    report = ensure_indexes(store.table("t"), IndexPolicy(vector_min_rows=1000))
+    assert report.folded_rows == 1 and vector_index_info(store.table("t")).unindexed_rows == 0
+    assert search(store, "t", SearchRequest(vector=vector, k=3)).keys[0] == request.key
+
+
+def test_index_policy_threshold_and_validation(tmp_path, monkeypatch):
+    store = EmbeddingStore(tmp_path / "db")
+    write_synthetic(store, "t", h3.latlng_to_cell(*HAVELLAND, 6), 9, [2020], 8)  # 343 rows
+    table = store.table("t")
+    assert "vector" not in ensure_indexes(table, IndexPolicy()).created  # below the default threshold
+    assert vector_index_info(table) is None
+    monkeypatch.setenv(ENV_MIN_ROWS, "300")
+    assert ensure_indexes(table).created == ["vector"]
+    assert vector_index_info(table).metric == "cosine"
+    with pytest.raises(SpecError, match="vector_min_rows"):
+        IndexPolicy(vector_min_rows=100)
+    with pytest.raises(SpecError, match="index_type"):
+        IndexPolicy(index_type="FLAT")
+    monkeypatch.setenv(ENV_MIN_ROWS, "many")
+    with pytest.raises(SpecError, match=ENV_MIN_ROWS):
+        IndexPolicy.from_env()
+
+
+def test_other_metric_than_the_index_is_exact(tmp_path):
+    store = EmbeddingStore(tmp_path / "db")
+    write_synthetic(store, "t", h3.latlng_to_cell(*HAVELLAND, 5), 9, list(range(2010, 2022)), 8)
+    ensure_indexes(store.table("t"), IndexPolicy(vector_min_rows=1000))
+    vector = np.ones(8, np.float32)
+    assert search(store, "t", SearchRequest(vector=vector, k=5)).route == "ann"
+    l2 = search(store, "t", SearchRequest(vector=vector, k=5, metric="l2"))
+    assert l2.route == "exact" and "for cosine, not l2" in l2.notes[0]
+
+
+class _ToyProducer(Producer):
+    """Computes nothing: a fixed vector per cell, to drive run_ingest."""
+
+    description = SimpleNamespace(name="toy", dim=4)
+    table_name = "toy"
+
+    def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None, input_prep=None,
+                modality=None):
+        return EmbeddingRequest("toy", spatial, temporal, output)
+
+    def prepare(self, request):
+        return Prepared(request, None)
+
+    def finish(self, batch):
+        return [EmbeddingRecord(p.request, p.request.spatial.hex, np.arange(4, dtype=np.float32) + i)
+                for i, p in enumerate(batch)]
+
+
+def test_ingest_builds_indexes_once_the_table_is_large_enough(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_MIN_ROWS, "300")
+    store = EmbeddingStore(tmp_path / "db")
+    producer = _ToyProducer()
+    cells = sorted(h3.cell_to_children(h3.latlng_to_cell(*HAVELLAND, 6), 9))
+    first = [producer.request(H3Cell(c), TemporalSpec.year(2020)) for c in cells[:200]]
+    run_ingest(store, producer, first)
+    table = store.table(producer.table_name)
+    assert {idx.columns[0] for idx in table.list_indices()} == {*BTREE_COLUMNS, *BITMAP_COLUMNS}
+    rest = [producer.request(H3Cell(c), TemporalSpec.year(2020)) for c in cells[200:]]
+    summary = run_ingest(store, producer, first + rest)
+    assert summary.computed == len(cells) - 200
+    info = vector_index_info(store.table(producer.table_name))
+    assert info.indexed_rows == len(cells) and info.index_type == "IVF_PQ"  # 4-d: no IVF_RQ
+    assert run_ingest(store, producer, first, dry_run=True).computed == 0
+
+
+def test_optimize_keeps_rows_and_cleans_versions(tmp_path):
+    store = EmbeddingStore(tmp_path / "db")
+    write_synthetic(store, "t", h3.latlng_to_cell(*HAVELLAND, 6), 9, [2019, 2020, 2021, 2022], 8)
+    table = store.table("t")
+    ensure_indexes(table, IndexPolicy(vector_min_rows=256))
+    write_synthetic(store, "t", h3.latlng_to_cell(*HAVELLAND, 6), 9, [2023], 8)
+    keep = optimize_table(store.table("t"), dt.timedelta(days=7))  # nothing is 7 days old yet
+    assert keep.rows_before == keep.rows_after == 343 * 5 and keep.versions_after >= keep.versions_before
+    with pytest.warns(UserWarning, match="removes every version"):
+        report = optimize_table(store.table("t"), dt.timedelta(0))
+    assert report.rows_after == 343 * 5 and report.versions_after == 1 < report.versions_before
+    table = store.table("t")
+    assert len(table.to_lance().get_fragments()) < 5  # compacted
+    assert vector_index_info(table).unindexed_rows == 0
+    key = _rows(store, "t")["key"][5]
+    assert search(store, "t", SearchRequest(key=key, k=3, exclude_query=False)).keys[0] == key
+    with pytest.raises(SpecError, match="retention_days"):
+        optimize_table(table, dt.timedelta(days=-1))
