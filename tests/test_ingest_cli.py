@@ -136,6 +136,9 @@ def test_tiles_outside_imagery_are_failures_retried_next_run(db, tmp_path):
     (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE),
       "--output", "cube"), "output:"),
     (("search", "--model", "mosaiks", "--near", "east,north"), "near:"),
+    (("search", "--model", "mosaiks", "--text", "solar farm"), "text: model 'mosaiks' has no text tower"),
+    (("ingest", str(REGION), "--model", "tessera", "--year", "2020", "--imagery", str(SCENE)),
+     "imagery: 'tessera' is a precomputed product"),
 ])
 def test_bad_input_exits_2_with_one_line(db, tmp_path, args, needle):
     proc = run_cli(*args, db=db, check=False)

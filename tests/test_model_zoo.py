@@ -318,3 +318,35 @@ def test_a_zoo_model_through_the_api_store_and_input_prep(zoo, tmp_path):
     again = get_embedding("dofa", **ask)
     assert again.meta["from_store"] is True
     np.testing.assert_array_equal(again.data, pooled.data)
+
+
+def test_text_search_ranks_stored_global_image_embeddings(zoo, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rsembed_db import H3Cell, TemporalSpec
+    from rsembed_db.api import get_embedding, get_embeddings_batch
+    from rsembed_db.cli.app import app
+    from rsembed_db.store import EmbeddingStore
+    from tests.conftest import SCENE
+
+    embedder, _ = zoo("remoteclip", tokens="global")
+    runtime = {"cache_dir": embedder.runtime.cache_dir, "device": "cpu"}
+    store, year = EmbeddingStore(tmp_path / "db"), TemporalSpec.year(2017)
+    cells = [H3Cell(c) for c in ("881f1c6481fffff", "881f1c6485fffff", "881f1c64e1fffff")]
+    stored = get_embeddings_batch("remoteclip", spatials=cells, temporal=year, imagery=SCENE, store=store,
+                                  model_config={**runtime, "tokens": "global"})
+    # A patch-token row of the same table lives in another space: text search must skip it.
+    get_embedding("remoteclip", spatial=cells[0], temporal=year, imagery=SCENE, store=store, model_config=runtime)
+    assert store.table("remoteclip").count_rows() == 4
+
+    args = ["search", "--model", "remoteclip", "--text", "solar farm", "--format", "json", "-k", "10",
+            "--db", str(tmp_path / "db"), "--config", f"cache_dir={runtime['cache_dir']}", "--config", "device=cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    text = embedder.encode_text(["solar farm"])[0]
+    expected = sorted((1 - float(text @ e.data / np.linalg.norm(e.data)), e.meta["key"]) for e in stored)
+    assert [r["key"] for r in rows] == [key for _, key in expected]
+    np.testing.assert_allclose([r["distance"] for r in rows], [d for d, _ in expected], atol=1e-5)

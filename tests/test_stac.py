@@ -54,7 +54,7 @@ def item(server_url: str, root: Path, id_: str, when: str, cloud: float, files: 
     cog = "image/tiff; application=geotiff; profile=cloud-optimized"
 
     def href(path: Path) -> str:
-        return f"{server_url}/files/{path.relative_to(root)}"
+        return f"{server_url}/{path.relative_to(root)}"
 
     if style == "earth-search":                         # asset keys are common names
         assets = {"red": {"href": href(files["B04"]), "type": cog, "roles": ["data"]},

@@ -1,10 +1,11 @@
-"""A fake ``ee`` module: records what the Earth Engine source asks for and computes it.
+"""A fake ``ee`` module: records what Earth Engine sources ask for and computes it.
 
-Scenes are dicts ``{"id", "date" (ISO), "properties", "value": f(band, x, y) -> array,
-"footprint": g(x, y) -> bool array (optional)}``; x, y are pixel-centre coordinates in
-the requested CRS. Collections evaluate their recorded filters, ``map``,
-``median``/``mosaic`` for real, so tests can check values, not only calls.
-``computePixels`` enforces a byte limit and can fail its first calls with a quota error.
+Scenes are dicts ``{"id", "date" (ISO), "properties", "bands", "value": f(band, x, y) ->
+array, "footprint": g(x, y) -> bool array (optional)}``; x, y are pixel-centre
+coordinates in the requested CRS; pixels outside the footprint are masked. Collections
+evaluate their recorded filters, ``map``, ``median``/``mosaic`` for real, so tests can
+check values, not only calls. ``computePixels`` enforces a byte limit and can fail its
+first calls with a quota error.
 """
 
 from __future__ import annotations
@@ -166,6 +167,10 @@ def _scene_bands(scene: dict) -> Callable:
     return evaluate
 
 
+def _rectangle(coords: list[float], proj: str | None = None, geodesic: bool | None = None) -> SimpleNamespace:
+    return SimpleNamespace(coords=list(coords), proj=proj, geodesic=geodesic)
+
+
 class Condition:
     def __init__(self, text: str, test: Callable[[dict], bool]):
         self.text, self.test = text, test
@@ -193,7 +198,7 @@ class FakeEE:
             eq=lambda p, v: Condition(f"{p}=={v}", lambda s: s["properties"][p] == v),
             listContains=lambda p, v: Condition(f"{v} in {p}", lambda s: v in s["properties"][p]),
         )
-        self.Geometry = SimpleNamespace(Rectangle=lambda coords: ("Rectangle", tuple(coords)))
+        self.Geometry = SimpleNamespace(Rectangle=_rectangle)
         self.Reducer = SimpleNamespace(min=lambda: "min")
         self.Image = SimpleNamespace(constant=Constant)
         self.data = SimpleNamespace(computePixels=self.computePixels)

@@ -85,21 +85,21 @@ def test_missing_file_offline_says_what_to_download(tmp_path):
 
 
 def test_download_through_a_hub_mirror_is_verified(embed_map, tmp_path):
-    from tests.products.http_server import serve
+    from tests.helpers.http_server import serve
 
     path, data = embed_map
     hub = tmp_path / "hub" / "datasets" / HF_REPO / "resolve" / HF_REVISION
     hub.mkdir(parents=True)
     (hub / HF_FILENAME).write_bytes(path.read_bytes())
-    with serve(tmp_path / "hub") as (url, _):
+    with serve(tmp_path / "hub") as server:
         spatial = PointBuffer(11.1, 46.05, 300)
         emb = get_embedding("copernicus", spatial=spatial, temporal=T2021, model_config={
-            "path": str(tmp_path / "cache"), "endpoint": url, "sha256": sha256_file(path)})
+            "path": str(tmp_path / "cache"), "endpoint": server.url, "sha256": sha256_file(path)})
         np.testing.assert_array_equal(emb.data, data[:, pixel(11.1, 46.05)[0], pixel(11.1, 46.05)[1]])
         assert (tmp_path / "cache" / HF_FILENAME).is_file()
         with pytest.raises(SpecError, match="SHA-256 mismatch"):
             get_embedding("copernicus", spatial=spatial, temporal=T2021, model_config={
-                "path": str(tmp_path / "cache2"), "endpoint": url, "sha256": "0" * 64})
+                "path": str(tmp_path / "cache2"), "endpoint": server.url, "sha256": "0" * 64})
 
 
 def test_roi_across_blocks_pools_both(tmp_path):

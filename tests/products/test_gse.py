@@ -17,17 +17,33 @@ from rsembed_db.sources.gse_cog import BANDS, NODATA, dequantise
 from rsembed_db.sources.gse_earthengine import COLLECTION, GseEarthEngineSource
 from rsembed_db.specs import BBox, OutputSpec, PointBuffer, SpecError, TemporalSpec
 from rsembed_db.tiling.chip_grid import chip_grid_for
-from tests.products.fake_ee import FakeEE, band_values
-from tests.products.http_server import serve
+from tests.helpers.fake_ee import FakeEE
+from tests.helpers.http_server import serve
 
 T2024 = TemporalSpec.year(2024)
 POINT = PointBuffer(12.5, 52.5, 600)  # UTM 33N
 
 
+def band_value(band: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] that vary with position and band."""
+    k = BANDS.index(band)
+    return np.sin(x / 137.0 + k) * np.cos(y / 91.0 - k) * 0.9
+
+
+def band_values(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(64, ...) ``band_value`` of every band."""
+    return np.stack([band_value(band, x, y) for band in BANDS])
+
+
 @pytest.fixture
 def fake_ee(monkeypatch):
-    def install(**kwargs) -> FakeEE:
-        fake = FakeEE(**kwargs)
+    """``install(masked=None, **FakeEE options)``: an ``ee`` whose collection is one 2024 image of
+    ``band_values``, masked where ``masked(x, y)``."""
+    def install(masked=None, **kwargs) -> FakeEE:
+        image = {"id": "2024", "date": "2024-01-01", "properties": {}, "bands": BANDS, "value": band_value}
+        if masked is not None:
+            image["footprint"] = lambda x, y: ~masked(x, y)
+        fake = FakeEE({COLLECTION: [image]}, **kwargs)
         monkeypatch.setitem(sys.modules, "ee", fake)
         return fake
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
@@ -49,12 +65,13 @@ def expected_mean(spatial, masked=None) -> np.ndarray:
 def test_earth_engine_request_is_what_the_product_documents(fake_ee):
     fake = fake_ee()
     emb = get_embedding("gse", spatial=POINT, temporal=T2024, model_config={"project": "my-project"})
-    assert fake.initialised_with == ["my-project"]
-    assert fake.log["collection"] == COLLECTION == "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
-    assert fake.log["date"] == ("2024-01-01", "2025-01-01")
-    assert fake.log["bands"] == [f"A{i:02d}" for i in range(64)]
-    assert fake.log["mosaic"] and fake.log["unmask"] == (-2.0, False)
-    west, south, east, north = fake.log["region"]
+    assert fake.initialized == ["my-project"]
+    assert ("ImageCollection", COLLECTION) in fake.log and COLLECTION == "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
+    assert ("filterDate", "2024-01-01", "2025-01-01") in fake.log
+    assert ("select", [f"A{i:02d}" for i in range(64)]) in fake.log
+    assert ("mosaic",) in fake.log and ("unmask", -2.0, False) in fake.log
+    [region] = [entry[1] for entry in fake.log if entry[0] == "filterBounds"]
+    west, south, east, north = region.coords
     assert west < 12.5 < east and south < 52.5 < north and east - west < 0.03
     (request,) = fake.requests
     grid = request["grid"]
@@ -176,11 +193,11 @@ def test_cogs_over_http_equal_cogs_from_disk(cog_tree):
     root, _, _ = cog_tree
     disk = get_embedding("gse", spatial=POINT, temporal=T2024, model_config={"cogs": str(root)},
                          output=OutputSpec.grid())
-    with serve(root) as (url, log):
+    with serve(root) as server:
         remote = get_embedding("gse", spatial=POINT, temporal=T2024,
-                               model_config={"cogs": f"{url}/2024/33N/tile.tiff"},
+                               model_config={"cogs": f"{server.url}/2024/33N/tile.tiff"},
                                output=OutputSpec.grid())
-    assert any(p.endswith("tile.tiff") for p in log)
+    assert any(r.path.endswith("tile.tiff") for r in server.log)
     np.testing.assert_array_equal(remote.data.values, disk.data.values)
     assert remote.data.attrs["crs"] == "EPSG:32633" and remote.data.attrs["transform"][4] == -10.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import h3
@@ -20,7 +21,7 @@ from rsembed_db.specs import BBox, GridCell, H3Cell, PointBuffer, SpecError, Tem
 from rsembed_db.specs.canonical import sha256_key
 from rsembed_db.store import EmbeddingRecord, EmbeddingStore
 from tests.conftest import run_cli
-from tests.products.http_server import serve
+from tests.helpers.http_server import serve
 from tests.products.tessera_helpers import make_tree
 
 T2024 = TemporalSpec.year(2024)
@@ -64,6 +65,16 @@ def test_bulk_keys_equal_request_keys():
         assert request.model_config == {"version": "v1"}
 
 
+def test_keys_are_the_sha256_of_plain_sorted_json():
+    # No floats in this request, so its canonical JSON is plain sorted JSON: the fast paths
+    # (bulk keys, the all-string shortcut) must hash exactly that.
+    producer = make_producer("tessera")
+    cell = H3Cell("8928308280fffff")
+    (bulk,) = producer.requests([cell], T2024)
+    text = json.dumps(producer.request(cell, T2024).canonical(), sort_keys=True, separators=(",", ":"))
+    assert bulk.key == hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_products_are_listed_and_described():
     assert {"tessera", "gse", "copernicus"} <= set(list_models())
     facts = {name: describe_model(name) for name in ("tessera", "gse", "copernicus")}
@@ -86,15 +97,15 @@ def test_failed_tiles_are_recorded_and_retried(tmp_path):
     make_tree(source, [TileId(123, 524), TileId(124, 524)], wrong_hash=(TileId(124, 524),))
     cells = [H3Cell(h3.latlng_to_cell(52.45, 12.35, 8)), H3Cell(h3.latlng_to_cell(52.45, 12.45, 8))]
     store = EmbeddingStore(tmp_path / "db")
-    with serve(source) as (url, _):
-        producer = make_producer("tessera", model_config={"dir": str(local), "url": url})
+    with serve(source) as server:
+        producer = make_producer("tessera", model_config={"dir": str(local), "url": server.url})
         first = run_ingest(store, producer, producer.requests(cells, T2024))
         assert (first.computed, first.failed) == (1, 1)
         (failure,) = store.failures("tessera")
         assert failure["tile_id"] == cells[1].hex and "SHA-256 mismatch" in failure["error"]
         make_tree(source, [TileId(123, 524), TileId(124, 524)])  # the mirror is fixed
         (local / REGISTRY_FILE).unlink()
-        producer = make_producer("tessera", model_config={"dir": str(local), "url": url})
+        producer = make_producer("tessera", model_config={"dir": str(local), "url": server.url})
         second = run_ingest(store, producer, producer.requests(cells, T2024))
     assert (second.already_stored, second.computed, second.failed) == (1, 1, 0)
     assert store.failures("tessera") == []

@@ -21,7 +21,7 @@ from rsembed_db.specs.spatial import WGS84, reproject_geometry, transformer
 from rsembed_db.store import EmbeddingStore
 from rsembed_db.tiling.plan import tile_region
 from tests.conftest import run_cli
-from tests.products.http_server import closed_port_url, serve
+from tests.helpers.http_server import closed_port_url, serve
 from tests.products.tessera_helpers import YEAR, brute_mean, make_tree, owned_pixels
 
 T2024 = TemporalSpec.year(YEAR)
@@ -146,14 +146,14 @@ def test_download_from_a_mirror_matches_local_reads(tmp_path):
     make_tree(source, QUAD[:2])
     spatial = BBox(12.38, 52.42, 12.42, 52.46)
     local = embed(source, spatial)
-    with serve(source) as (url, log):
+    with serve(source) as server:
         fetched = get_embedding("tessera", spatial=spatial, temporal=T2024,
-                                model_config=config(mirror_copy, url))
-        tile_requests = [p for p in log if p.endswith((".npy", ".tiff"))]
+                                model_config=config(mirror_copy, server.url))
+        tile_requests = [r.path for r in server.log if r.path.endswith((".npy", ".tiff"))]
         assert len(tile_requests) == 6  # two tiles: .npy, _scales.npy, landmask each
         again = get_embedding("tessera", spatial=spatial, temporal=T2024,
-                              model_config=config(mirror_copy, url))
-        assert len([p for p in log if p.endswith((".npy", ".tiff"))]) == 6  # now local
+                              model_config=config(mirror_copy, server.url))
+        assert len([r.path for r in server.log if r.path.endswith((".npy", ".tiff"))]) == 6  # now local
     np.testing.assert_array_equal(fetched.data, local.data)
     np.testing.assert_array_equal(again.data, local.data)
     assert (mirror_copy / QUAD[0].embedding_path(YEAR)).is_file()
@@ -163,8 +163,8 @@ def test_hash_mismatch_is_refused(tmp_path):
     source, local = tmp_path / "published", tmp_path / "local"
     make_tree(source, QUAD[:2], wrong_hash=(QUAD[1],))
     cells = [H3Cell(h3.latlng_to_cell(52.45, 12.35, 8)), H3Cell(h3.latlng_to_cell(52.45, 12.45, 8))]
-    with serve(source) as (url, _):
-        producer = make_producer("tessera", model_config=config(local, url))
+    with serve(source) as server:
+        producer = make_producer("tessera", model_config=config(local, server.url))
         records = producer.finish([producer.prepare(r) for r in producer.requests(cells, T2024)])
     good, bad = records
     assert good.vector.shape == (128,)

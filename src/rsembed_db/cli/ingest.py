@@ -13,8 +13,8 @@ from rich.table import Table
 
 from rsembed_db.cli.options import parse_config, temporal_from_options
 from rsembed_db.ingest.engine import IngestOptions, IngestSummary, run_ingest
-from rsembed_db.ingest.producer import make_producer
-from rsembed_db.specs.errors import require_choice
+from rsembed_db.ingest.producer import PRODUCT_FACTORIES, make_producer
+from rsembed_db.specs.errors import SpecError, require_choice
 from rsembed_db.specs.output import OutputSpec
 from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
 from rsembed_db.tiling.plan import tile_region
@@ -51,6 +51,9 @@ def ingest(
     require_choice("output", output, ("pooled", "grid", "both"))
     temporal = temporal_from_options(year, start, end)
     out_spec = OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling)
+    if model in PRODUCT_FACTORIES and (imagery or source):
+        raise SpecError("imagery", f"{model!r} is a precomputed product that reads its own tiles "
+                        "(configure it with --config, see docs/products.md); drop --imagery/--source")
     producer = make_producer(model, imagery, imagery_date, parse_config(config), source)
     fetches = getattr(getattr(producer, "source", None), "stats", None)
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)

@@ -17,6 +17,7 @@ from rsembed_db.ingest.producer import model_table
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.result import SearchResult
 from rsembed_db.query.search import search as run_search
+from rsembed_db.query.text import text_query
 from rsembed_db.specs.errors import SpecError, require_choice
 from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
 from rsembed_db.tiling.region import load_region
@@ -78,6 +79,7 @@ def search(
     key: Annotated[Optional[str], Opt(help="Query with the stored row of this key.")] = None,
     vector_file: Annotated[Optional[Path], Opt(help="Query with a 1-d vector from a .npy file.")] = None,
     h3: Annotated[Optional[str], Opt(help="Query with the stored embedding of this H3 cell.")] = None,
+    text: Annotated[Optional[str], Opt(help="Query with a text prompt (text-image models, e.g. remoteclip).")] = None,
     positive: Annotated[Optional[list[str]], Opt(help="Key of a positive example (repeatable).")] = None,
     negative: Annotated[Optional[list[str]], Opt(help="Key of a negative example (repeatable).")] = None,
     k: Annotated[int, Opt("-k", "--k", help="Number of neighbours.")] = 10,
@@ -101,15 +103,21 @@ def search(
     require_choice("format", fmt, FORMATS)
     if fmt == "arrow" and out is None:
         raise SpecError("out", "--format arrow needs --out FILE.arrow")
+    if (model is None) == (table is None):
+        raise SpecError("model", "give --model (or --table), not both")
+    vector = _vector(vector_file) if vector_file else None
+    if text is not None:
+        if model is None or vector is not None:
+            raise SpecError("text", "needs --model and no --vector-file")
+        vector, config_clause = text_query(model, text, parse_config(config))
+        where = f"({where}) AND {config_clause}" if where else config_clause
     filters = SearchFilters(year=year, start=start, end=end, bbox=bbox,
                             polygon=_polygon(polygon) if polygon else None, h3_parent=h3_parent,
                             where=where, spatial_match=spatial_match)
-    request = SearchRequest(vector=_vector(vector_file) if vector_file else None, key=key,
+    request = SearchRequest(vector=vector, key=key,
                             near=parse_lonlat(near) if near else None, h3=h3,
                             positives=tuple(positive or ()), negatives=tuple(negative or ()),
                             k=k, metric=metric, filters=filters, exclude_query=not include_query, exact=exact)
-    if (model is None) == (table is None):
-        raise SpecError("model", "give --model (or --table), not both")
     store = EmbeddingStore(db)
     table = table or model_table(model, parse_config(config))
     result = run_search(store, table, request)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -128,9 +127,6 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     if not dry_run and todo:
         commit_every = options.commit_every or producer.default_commit_every
         writer = _Writer(store, producer, summary, commit_every, on_progress)
-        # The plan lives for the whole run: keep the cyclic collector from rescanning it
-        # every time the run's short-lived records trigger a collection.
-        gc.freeze()
         try:
             if isinstance(producer, BulkProducer):
                 for group in producer.compute_many(todo, workers=options.workers):
@@ -138,10 +134,7 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
             else:
                 _compute(producer, todo, options, writer)
         finally:
-            try:
-                writer.close()
-            finally:
-                gc.unfreeze()
+            writer.close()
     summary.seconds = time.perf_counter() - started
     if not dry_run and summary.computed:
         index_table(store, producer.table_name)  # scalar + vector indexes; folds new rows in

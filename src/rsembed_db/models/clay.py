@@ -37,9 +37,7 @@ from rsembed_db.models.vit_tokens import patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
 from rsembed_db.models.zoo import ModelInput, ZooEmbedder, require_bands, require_flag, standardised
 from rsembed_db.sources.base import Chip
-from rsembed_db.specs.errors import require_choice
 
-IMAGE_SIZE = 256
 REPO = "made-with-clay/Clay"
 FILE = "v1.5/clay-v1.5.ckpt"
 ENCODER_PREFIX = "model.encoder."
@@ -73,51 +71,26 @@ class ClayEmbedder(ZooEmbedder):
     name = "clay"
     requires = ("terratorch", "huggingface_hub")
     options = ("variant", "bands", "time", "location")
+    variants = VARIANTS
+    default_variant = "v1.5"
+    image_size = 256
+    weights_source = WeightSource.hub(REPO, FILE, "Apache-2.0 (Clay model repository)")
 
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        variant = config.get("variant", "v1.5")
-        require_choice("variant", variant, tuple(VARIANTS))
-        return {"variant": variant, "bands": require_bands(config.get("bands", tuple(S2_L2A)), tuple(S2_L2A)),
+        return {"bands": require_bands(config.get("bands", tuple(S2_L2A)), tuple(S2_L2A)),
                 "time": require_flag("time", config.get("time", True)),
                 "location": require_flag("location", config.get("location", True))}
 
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.config["variant"]]
-
-    @property
-    def image_size(self) -> int:
-        return IMAGE_SIZE
-
-    @property
-    def patch_size(self) -> int:
-        return self.variant.patch_size
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return tuple(self.config["bands"])
-
-    def published_weights(self) -> WeightSource:
-        return WeightSource(FILE, f"https://huggingface.co/{REPO}/resolve/main/{FILE}",
-                            "Apache-2.0 (Clay model repository)", REPO, "main")
-
     def describe(self) -> ModelDescription:
         cfg = self.config
-        return ModelDescription(
-            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=10.0,
-            image_size=IMAGE_SIZE, patch_size=self.patch_size,
-            normalisation={"mean": [S2_L2A[b][0] for b in self.bands], "std": [S2_L2A[b][1] for b in self.bands],
-                           "wavelengths_um": [S2_L2A[b][2] for b in self.bands], "formula": "(DN - mean) / std",
-                           "units": "Sentinel-2 L2A reflectance x 10000",
-                           "source": "Clay configs/metadata.yaml (sentinel-2-l2a)",
-                           "side_inputs": {"gsd": "metres per model pixel",
-                                           "time": "week/hour sin-cos" if cfg["time"] else "zeros",
-                                           "latlon": "lat/lon sin-cos" if cfg["location"] else "zeros"}},
-            weights=self.weights.describe(), licence=self.weights.licence,
-            summary=f"Clay {cfg['variant']} (ViT-L/8) with wavelength, GSD, time and location inputs; "
-                    f"{self.token_semantics}",
-            config=dict(cfg),
-        )
+        return self.description(
+            {"mean": [S2_L2A[b][0] for b in self.bands], "std": [S2_L2A[b][1] for b in self.bands],
+             "wavelengths_um": [S2_L2A[b][2] for b in self.bands], "formula": "(DN - mean) / std",
+             "units": "Sentinel-2 L2A reflectance x 10000", "source": "Clay configs/metadata.yaml (sentinel-2-l2a)",
+             "side_inputs": {"gsd": "metres per model pixel",
+                             "time": "week/hour sin-cos" if cfg["time"] else "zeros",
+                             "latlon": "lat/lon sin-cos" if cfg["location"] else "zeros"}},
+            f"Clay {cfg['variant']} (ViT-L/8) with wavelength, GSD, time and location inputs; {self.token_semantics}")
 
     def build(self) -> torch.nn.Module:
         # Importing terratorch's Clay module lowers the global float32 matmul precision and

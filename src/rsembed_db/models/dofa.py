@@ -31,9 +31,8 @@ from rsembed_db.models.weights import WeightSource, load_weights
 from rsembed_db.models.zoo import ModelInput, ZooEmbedder, require_bands, standardised
 from rsembed_db.sources.bands import normalise_band
 from rsembed_db.sources.base import Chip
-from rsembed_db.specs.errors import SpecError, require_choice
+from rsembed_db.specs.errors import SpecError
 
-IMAGE_SIZE = 224
 REPO = "torchgeo/dofa"
 REVISION = "b8db318b64a90b9e085ec04ba8851233c5893666"
 # Central wavelengths (µm) of the Sentinel-2 MSI bands; the DOFA README uses the same
@@ -85,10 +84,11 @@ class DofaEmbedder(ZooEmbedder):
     name = "dofa"
     requires = ("torchgeo", "timm", "huggingface_hub")
     options = ("variant", "bands", "band_stats")
+    variants = VARIANTS
+    default_variant = "base"
+    image_size = 224
 
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        variant = config.get("variant", "base")
-        require_choice("variant", variant, tuple(VARIANTS))
         extra = _band_stats(config.get("band_stats", {}))
         bands = require_bands(config.get("bands", README_BANDS), tuple(S2_WAVELENGTHS_UM))
         missing = [b for b in bands if b not in DOFA_STATS and b not in extra]
@@ -96,53 +96,28 @@ class DofaEmbedder(ZooEmbedder):
             raise SpecError("bands", f"no published DOFA statistics for {missing}: give them in band_stats",
                             tuple(DOFA_STATS))
         stats = {b: list(extra.get(b, DOFA_STATS.get(b))) for b in bands}
-        return {"variant": variant, "bands": bands, "band_stats": stats}
-
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.config["variant"]]
-
-    @property
-    def image_size(self) -> int:
-        return IMAGE_SIZE
-
-    @property
-    def patch_size(self) -> int:
-        return self.variant.patch_size
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return tuple(self.config["bands"])
+        return {"bands": bands, "band_stats": stats}
 
     @property
     def wavelengths(self) -> list[float]:
         return [S2_WAVELENGTHS_UM[b] for b in self.bands]
 
     def published_weights(self) -> WeightSource:
-        name = self.variant.filename
-        return WeightSource(name, f"https://huggingface.co/{REPO}/resolve/{REVISION}/{name}",
-                            "MIT (github.com/zhu-xlab/DOFA)", REPO, REVISION)
+        return WeightSource.hub(REPO, self.variant.filename, "MIT (github.com/zhu-xlab/DOFA)", REVISION)
 
     def describe(self) -> ModelDescription:
-        cfg = self.config
-        return ModelDescription(
-            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=10.0,
-            image_size=IMAGE_SIZE, patch_size=self.patch_size,
-            normalisation={"scale": "clip(DN / 10000, 0, 1) * 255",
-                           "mean": [cfg["band_stats"][b][0] for b in self.bands],
-                           "std": [cfg["band_stats"][b][1] for b in self.bands],
-                           "formula": "(clip(DN / 10000, 0, 1) * 255 - mean) / std",
-                           "wavelengths_um": self.wavelengths,
-                           "source": "DOFA README S2_MEAN/S2_STD; Sentinel-2 MSI central wavelengths"},
-            weights=self.weights.describe(), licence=self.weights.licence,
-            summary=f"DOFA {cfg['variant']} (Xiong et al. 2024), wavelength-conditioned; {self.token_semantics}",
-            config=dict(cfg),
-        )
+        stats = self.config["band_stats"]
+        return self.description(
+            {"scale": "clip(DN / 10000, 0, 1) * 255", "mean": [stats[b][0] for b in self.bands],
+             "std": [stats[b][1] for b in self.bands], "formula": "(clip(DN / 10000, 0, 1) * 255 - mean) / std",
+             "wavelengths_um": self.wavelengths,
+             "source": "DOFA README S2_MEAN/S2_STD; Sentinel-2 MSI central wavelengths"},
+            f"DOFA {self.config['variant']} (Xiong et al. 2024), wavelength-conditioned; {self.token_semantics}")
 
     def build(self) -> torch.nn.Module:
         from torchgeo.models.dofa import DOFA
 
-        return DOFA(img_size=IMAGE_SIZE, patch_size=self.patch_size, num_classes=0, **self.variant.arch)
+        return DOFA(img_size=self.image_size, patch_size=self.patch_size, num_classes=0, **self.variant.arch)
 
     def load(self, module: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:
         # fc_norm pools for classification heads: not in the MAE checkpoint, not used here.

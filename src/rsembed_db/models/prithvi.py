@@ -35,9 +35,8 @@ from rsembed_db.models.vit_tokens import frames_grid
 from rsembed_db.models.weights import WeightSource, load_weights
 from rsembed_db.models.zoo import ModelInput, ZooEmbedder, require_flag, require_int, standardised
 from rsembed_db.sources.base import Chip
-from rsembed_db.specs.errors import SpecError, require_choice
+from rsembed_db.specs.errors import SpecError
 
-IMAGE_SIZE = 224
 HLS_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")  # BLUE GREEN RED NIR_NARROW SWIR_1 SWIR_2
 HLS_MEAN = (1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0)
 HLS_STD = (2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0)
@@ -72,56 +71,37 @@ class PrithviEmbedder(ZooEmbedder):
     name = "prithvi"
     requires = ("terratorch", "huggingface_hub")
     options = ("variant", "num_frames", "time", "location")
+    variants = VARIANTS
+    default_variant = "300m_tl"
+    image_size = 224
+    input_bands = HLS_BANDS
+    scale_m = 30.0
 
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        variant = config.get("variant", "300m_tl")
-        require_choice("variant", variant, tuple(VARIANTS))
-        return {"variant": variant, "num_frames": require_int("num_frames", config.get("num_frames", 1), 1, 4),
+        return {"num_frames": require_int("num_frames", config.get("num_frames", 1), 1, 4),
                 "time": require_flag("time", config.get("time", True)),
                 "location": require_flag("location", config.get("location", True))}
 
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.config["variant"]]
-
-    @property
-    def image_size(self) -> int:
-        return IMAGE_SIZE
-
-    @property
-    def patch_size(self) -> int:
-        return self.variant.patch_size
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return HLS_BANDS
-
     def published_weights(self) -> WeightSource:
-        v = self.variant
-        return WeightSource(v.filename, f"https://huggingface.co/{v.repo_id}/resolve/main/{v.filename}",
-                            "Apache-2.0 (Prithvi-EO-2.0 model card)", v.repo_id, "main")
+        return WeightSource.hub(self.variant.repo_id, self.variant.filename, "Apache-2.0 (Prithvi-EO-2.0 model card)")
 
     def describe(self) -> ModelDescription:
         cfg = self.config
-        return ModelDescription(
-            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=HLS_BANDS, scale_m=30.0,
-            image_size=IMAGE_SIZE, patch_size=self.patch_size, frames=cfg["num_frames"],
-            normalisation={"mean": list(HLS_MEAN), "std": list(HLS_STD), "formula": "(DN - mean) / std",
-                           "units": "HLS surface reflectance x 10000",
-                           "source": "Prithvi-EO-2.0 config.json (terratorch PRITHVI_V2_MEAN/STD)",
-                           "side_inputs": {"time": "(year, day of year) per frame" if cfg["time"] else None,
-                                           "location": "(lat, lon) of the chip centre" if cfg["location"] else None}},
-            weights=self.weights.describe(), licence=self.weights.licence,
-            summary=f"Prithvi-EO-2.0 {cfg['variant'].upper()} (Szwarcman et al. 2024), "
-                    f"{cfg['num_frames']} frame(s); {self.token_semantics}, mean over frames",
-            config=dict(cfg),
-        )
+        return self.description(
+            {"mean": list(HLS_MEAN), "std": list(HLS_STD), "formula": "(DN - mean) / std",
+             "units": "HLS surface reflectance x 10000",
+             "source": "Prithvi-EO-2.0 config.json (terratorch PRITHVI_V2_MEAN/STD)",
+             "side_inputs": {"time": "(year, day of year) per frame" if cfg["time"] else None,
+                             "location": "(lat, lon) of the chip centre" if cfg["location"] else None}},
+            f"Prithvi-EO-2.0 {cfg['variant'].upper()} (Szwarcman et al. 2024), "
+            f"{cfg['num_frames']} frame(s); {self.token_semantics}, mean over frames",
+            frames=cfg["num_frames"])
 
     def build(self) -> torch.nn.Module:
         from terratorch.models.backbones.prithvi_mae import PrithviViT
 
         v = self.variant
-        return PrithviViT(img_size=IMAGE_SIZE, patch_size=(1, v.patch_size, v.patch_size),
+        return PrithviViT(img_size=self.image_size, patch_size=(1, v.patch_size, v.patch_size),
                           num_frames=self.config["num_frames"], in_chans=len(HLS_BANDS), mlp_ratio=4.0,
                           coords_encoding=["time", "location"], coords_scale_learn=True, **v.arch)
 

@@ -30,6 +30,14 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def embedder_class(name: str) -> type[Embedder]:
+    """The registered class of ``name``; SpecError naming ``model`` for unknown names."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise SpecError("model", f"unknown model {name!r}", sorted(_REGISTRY))
+    return _REGISTRY[name]
+
+
 def get_embedder(name: str, **config: Any) -> Embedder:
     """An embedder instance; SpecError naming ``model`` for unknown names or bad config."""
     _load_builtin()

@@ -33,13 +33,12 @@ from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.registry import register
 from rsembed_db.models.vit_tokens import patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
-from rsembed_db.models.zoo import ModelInput, ZooEmbedder, require_zoo, rgb_max, standardised
+from rsembed_db.models.zoo import (RGB, ModelInput, ZooEmbedder, require_zoo, rgb_max, rgb_normalisation,
+                                   standardised)
 from rsembed_db.sources.base import Chip
 from rsembed_db.specs.errors import SpecError, require_choice
 
 REPO = "chendelong/RemoteCLIP"
-IMAGE_SIZE = 224
-RGB = ("B04", "B03", "B02")
 # open_clip.constants OPENAI_DATASET_MEAN / OPENAI_DATASET_STD (CLIP preprocessing).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -67,30 +66,20 @@ class RemoteClipEmbedder(ZooEmbedder):
     name = "remoteclip"
     requires = ("open_clip", "huggingface_hub")
     options = ("variant", "tokens", "rgb_max")
+    variants = VARIANTS
+    default_variant = "ViT-B-32"
+    image_size = 224
+    input_bands = RGB
 
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        variant = config.get("variant", "ViT-B-32")
-        require_choice("variant", variant, tuple(VARIANTS))
         tokens = config.get("tokens", "patch")
         require_choice("tokens", tokens, TOKENS)
-        return {"variant": variant, "tokens": tokens, "rgb_max": rgb_max(config.get("rgb_max", 10000.0))}
-
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.config["variant"]]
-
-    @property
-    def image_size(self) -> int:
-        return IMAGE_SIZE
+        return {"tokens": tokens, "rgb_max": rgb_max(config.get("rgb_max", 10000.0))}
 
     @property
     def patch_size(self) -> int:
         # The global embedding is one cell covering the whole input.
-        return IMAGE_SIZE if self.config["tokens"] == "global" else self.variant.patch_size
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return RGB
+        return self.image_size if self.config["tokens"] == "global" else self.variant.patch_size
 
     @property
     def token_semantics(self) -> str:  # type: ignore[override]
@@ -99,23 +88,14 @@ class RemoteClipEmbedder(ZooEmbedder):
         return "patch tokens after ln_post, projected by visual.proj, L2-normalised; CLS dropped"
 
     def published_weights(self) -> WeightSource:
-        filename = f"RemoteCLIP-{self.config['variant']}.pt"
-        return WeightSource(filename, f"https://huggingface.co/{REPO}/resolve/main/{filename}",
-                            "Apache-2.0 (RemoteCLIP model card)", REPO, "main")
+        return WeightSource.hub(REPO, f"RemoteCLIP-{self.config['variant']}.pt", "Apache-2.0 (RemoteCLIP model card)")
 
     def describe(self) -> ModelDescription:
-        cfg = self.config
-        return ModelDescription(
-            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=RGB, scale_m=10.0,
-            image_size=IMAGE_SIZE, patch_size=self.variant.patch_size,
-            normalisation={"scale": f"clip(DN / {cfg['rgb_max']:g}, 0, 1)", "mean": list(CLIP_MEAN),
-                           "std": list(CLIP_STD), "formula": "(clip(DN / rgb_max, 0, 1) - mean) / std",
-                           "source": "CLIP / open_clip.constants OPENAI_DATASET_MEAN, OPENAI_DATASET_STD"},
-            weights=self.weights.describe(), licence=self.weights.licence,
-            summary=(f"RemoteCLIP {cfg['variant']} (Liu et al. 2024) on RGB; {self.token_semantics}; "
-                     "text queries via encode_text"),
-            config=dict(cfg),
-        )
+        return self.description(
+            rgb_normalisation(self.config["rgb_max"], CLIP_MEAN, CLIP_STD,
+                              "CLIP / open_clip.constants OPENAI_DATASET_MEAN, OPENAI_DATASET_STD"),
+            f"RemoteCLIP {self.config['variant']} (Liu et al. 2024) on RGB; {self.token_semantics}; "
+            "text queries via encode_text")
 
     def build(self) -> torch.nn.Module:
         import open_clip

@@ -24,12 +24,9 @@ from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.registry import register
 from rsembed_db.models.vit_tokens import patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
-from rsembed_db.models.zoo import ModelInput, ZooEmbedder, rgb_max, standardised
+from rsembed_db.models.zoo import RGB, ModelInput, ZooEmbedder, rgb_max, rgb_normalisation, standardised
 from rsembed_db.sources.base import Chip
-from rsembed_db.specs.errors import require_choice
 
-IMAGE_SIZE = 224
-RGB = ("B04", "B03", "B02")
 FMOW_MEAN = (0.4182007312774658, 0.4214799106121063, 0.3991275727748871)
 FMOW_STD = (0.28774282336235046, 0.27541765570640564, 0.2764017581939697)
 WEIGHTS = WeightSource("fmow_pretrain.pth", "https://zenodo.org/record/7369797/files/fmow_pretrain.pth",
@@ -60,50 +57,26 @@ class SatMaeEmbedder(ZooEmbedder):
     name = "satmae"
     requires = ("timm",)
     options = ("variant", "rgb_max")
+    variants = VARIANTS
+    default_variant = "vit_large_patch16"
+    image_size = 224
+    input_bands = RGB
+    weights_source = WEIGHTS
 
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        variant = config.get("variant", "vit_large_patch16")
-        require_choice("variant", variant, tuple(VARIANTS))
-        return {"variant": variant, "rgb_max": rgb_max(config.get("rgb_max", 10000.0))}
-
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.config["variant"]]
-
-    @property
-    def image_size(self) -> int:
-        return IMAGE_SIZE
-
-    @property
-    def patch_size(self) -> int:
-        return self.variant.patch_size
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return RGB
-
-    def published_weights(self) -> WeightSource:
-        return WEIGHTS
+        return {"rgb_max": rgb_max(config.get("rgb_max", 10000.0))}
 
     def describe(self) -> ModelDescription:
-        cfg = self.config
-        return ModelDescription(
-            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=RGB, scale_m=10.0,
-            image_size=IMAGE_SIZE, patch_size=self.patch_size,
-            normalisation={"scale": f"clip(DN / {cfg['rgb_max']:g}, 0, 1)", "mean": list(FMOW_MEAN),
-                           "std": list(FMOW_STD), "formula": "(clip(DN / rgb_max, 0, 1) - mean) / std",
-                           "source": "SatMAE util/datasets.py CustomDatasetFromImages (fMoW RGB)"},
-            weights=self.weights.describe(), licence=self.weights.licence,
-            summary=f"SatMAE {cfg['variant']} (Cong et al. 2022), fMoW-RGB MAE pre-training; "
-                    f"{self.token_semantics}",
-            config=dict(cfg),
-        )
+        return self.description(
+            rgb_normalisation(self.config["rgb_max"], FMOW_MEAN, FMOW_STD,
+                              "SatMAE util/datasets.py CustomDatasetFromImages (fMoW RGB)"),
+            f"SatMAE {self.config['variant']} (Cong et al. 2022), fMoW-RGB MAE pre-training; {self.token_semantics}")
 
     def build(self) -> torch.nn.Module:
         import timm
 
         return timm.create_model(self.variant.timm_name, pretrained=False, num_classes=0,
-                                 global_pool="token", img_size=IMAGE_SIZE, **self.variant.arch)
+                                 global_pool="token", img_size=self.image_size, **self.variant.arch)
 
     def load(self, module: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:
         load_weights(module, state, path, drop=MAE_DECODER)

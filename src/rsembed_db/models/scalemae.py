@@ -31,20 +31,16 @@ from rsembed_db.models.chip_context import model_gsd
 from rsembed_db.models.registry import register
 from rsembed_db.models.vit_tokens import patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
-from rsembed_db.models.zoo import ModelInput, ZooEmbedder, rgb_max, standardised
+from rsembed_db.models.zoo import RGB, ModelInput, ZooEmbedder, rgb_max, rgb_normalisation, standardised
 from rsembed_db.sources.base import Chip
-from rsembed_db.specs.errors import require_choice
 
-IMAGE_SIZE = 224
-RGB = ("B04", "B03", "B02")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 REPO = "isaaccorley/vit_large_patch16_224_fmow_rgb_scalemae"
 REVISION = "9dc7f569424baeb780698352cf6e87638c882123"
 FILE = "vit_large_patch16_224_fmow_rgb_scalemae-98ed9821.pth"
-WEIGHTS = WeightSource(FILE, f"https://huggingface.co/{REPO}/resolve/{REVISION}/{FILE}",
-                       "not stated in the Scale-MAE repository (deposited in the BAIR Open Research "
-                       "Commons); check before redistributing", REPO, REVISION)
+WEIGHTS = WeightSource.hub(REPO, FILE, "not stated in the Scale-MAE repository (deposited in the BAIR Open "
+                           "Research Commons); check before redistributing", REVISION)
 
 
 @dataclass(frozen=True)
@@ -67,50 +63,27 @@ class ScaleMaeEmbedder(ZooEmbedder):
     name = "scalemae"
     requires = ("torchgeo", "timm", "huggingface_hub")
     options = ("variant", "rgb_max")
+    variants = VARIANTS
+    default_variant = "vit_large_patch16"
+    image_size = 224
+    input_bands = RGB
+    weights_source = WEIGHTS
 
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        variant = config.get("variant", "vit_large_patch16")
-        require_choice("variant", variant, tuple(VARIANTS))
-        return {"variant": variant, "rgb_max": rgb_max(config.get("rgb_max", 10000.0))}
-
-    @property
-    def variant(self) -> Variant:
-        return VARIANTS[self.config["variant"]]
-
-    @property
-    def image_size(self) -> int:
-        return IMAGE_SIZE
-
-    @property
-    def patch_size(self) -> int:
-        return self.variant.patch_size
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return RGB
-
-    def published_weights(self) -> WeightSource:
-        return WEIGHTS
+        return {"rgb_max": rgb_max(config.get("rgb_max", 10000.0))}
 
     def describe(self) -> ModelDescription:
-        cfg = self.config
-        return ModelDescription(
-            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=RGB, scale_m=10.0,
-            image_size=IMAGE_SIZE, patch_size=self.patch_size,
-            normalisation={"scale": f"clip(DN / {cfg['rgb_max']:g}, 0, 1)", "mean": list(IMAGENET_MEAN),
-                           "std": list(IMAGENET_STD), "formula": "(clip(DN / rgb_max, 0, 1) - mean) / std",
-                           "source": "torchgeo scale_mae transforms (ImageNet mean/std)",
-                           "gsd": "res = scale_m x source pixels per model pixel (metres)"},
-            weights=self.weights.describe(), licence=self.weights.licence,
-            summary=f"Scale-MAE {cfg['variant']} (Reed et al. 2023), fMoW RGB, GSD-scaled position "
-                    f"encoding; {self.token_semantics}",
-            config=dict(cfg),
-        )
+        return self.description(
+            {**rgb_normalisation(self.config["rgb_max"], IMAGENET_MEAN, IMAGENET_STD,
+                                 "torchgeo scale_mae transforms (ImageNet mean/std)"),
+             "gsd": "res = scale_m x source pixels per model pixel (metres)"},
+            f"Scale-MAE {self.config['variant']} (Reed et al. 2023), fMoW RGB, GSD-scaled position encoding; "
+            f"{self.token_semantics}")
 
     def build(self) -> torch.nn.Module:
         from torchgeo.models.scale_mae import ScaleMAE
 
-        return ScaleMAE(img_size=IMAGE_SIZE, patch_size=self.patch_size, mlp_ratio=4, qkv_bias=True,
+        return ScaleMAE(img_size=self.image_size, patch_size=self.patch_size, mlp_ratio=4, qkv_bias=True,
                         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_classes=0, **self.variant.arch)
 
     def load(self, module: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:

@@ -43,6 +43,12 @@ class WeightSource:
     repo_id: str | None = None
     revision: str = "main"
 
+    @classmethod
+    def hub(cls, repo_id: str, filename: str, licence: str, revision: str = "main") -> WeightSource:
+        """A file of a Hugging Face repository, downloaded from ``revision``."""
+        return cls(filename, f"https://huggingface.co/{repo_id}/resolve/{revision}/{filename}", licence, repo_id,
+                   revision)
+
     @property
     def basename(self) -> str:
         return Path(self.filename).name

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from abc import abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rsembed_db.models.base import Embedder, FeatureMap, InputPrep
+from rsembed_db.models.base import Embedder, FeatureMap, InputPrep, ModelDescription
 from rsembed_db.models.input_prep import run_with_input_prep
 from rsembed_db.models.weights import ResolvedWeights, WeightSource, load_state_dict, resolve_weights
 from rsembed_db.sources.bands import normalise_band
@@ -37,6 +37,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never change values
 COMMON_OPTIONS = ("precision", "revision")
 DEFAULT_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
+RGB = ("B04", "B03", "B02")  # Sentinel-2 red, green, blue
 
 
 def require_zoo(model: str, modules: Sequence[str]) -> None:
@@ -111,11 +112,21 @@ class ZooEmbedder(Embedder):
     on CUDA; CPU always computes in fp32) and ``revision`` (of the Hugging Face weights).
     Run-time options, not part of the storage key: ``device`` (``auto``), ``batch_size``
     (16), ``weights_dir`` and ``cache_dir`` (see ``models.weights``).
+
+    Subclasses name their architecture table in ``variants`` (the module's ``VARIANTS``
+    dict itself, so edits to it take effect; entries have ``dim`` and ``patch_size``) and
+    the ``variant`` config default in ``default_variant``.
     """
 
     requires: ClassVar[tuple[str, ...]] = ()
     token_semantics: ClassVar[str] = "patch tokens of the last layer, CLS dropped"
-    options: ClassVar[tuple[str, ...]] = ()  # model-specific config keys
+    options: ClassVar[tuple[str, ...]] = ()  # model-specific config keys, ``variant`` included
+    variants: ClassVar[Mapping[str, Any]]
+    default_variant: ClassVar[str]
+    image_size: ClassVar[int]  # side of the square model input (pixels)
+    input_bands: ClassVar[tuple[str, ...] | None] = None  # None: the ``bands`` config key chooses
+    scale_m: ClassVar[float] = 10.0  # native ground sampling of the input bands (metres)
+    weights_source: ClassVar[WeightSource]  # the checkpoint, unless published_weights picks one per variant
 
     def __init__(self, **config: Any) -> None:
         for key in config:
@@ -123,7 +134,9 @@ class ZooEmbedder(Embedder):
         self.runtime = _runtime({k: config.pop(k) for k in RUNTIME_OPTIONS if k in config})
         common = {"precision": config.pop("precision", "fp32"), "revision": config.pop("revision", None)}
         require_choice("precision", common["precision"], tuple(PRECISIONS))
-        super().__init__(**self.resolve_config(config))
+        variant = config.pop("variant", self.default_variant)
+        require_choice("variant", variant, tuple(self.variants))
+        super().__init__(variant=variant, **self.resolve_config(config))
         self.config["precision"] = common["precision"]
         revision = common["revision"] or self.published_weights().revision
         if not isinstance(revision, str) or not revision:
@@ -136,23 +149,7 @@ class ZooEmbedder(Embedder):
     # -- what subclasses provide ------------------------------------------------------
     @abstractmethod
     def resolve_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Validated model-specific config with every default filled in."""
-
-    @abstractmethod
-    def published_weights(self) -> WeightSource:
-        """The checkpoint of the configured variant, at its published revision."""
-
-    @property
-    @abstractmethod
-    def image_size(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def patch_size(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def bands(self) -> tuple[str, ...]: ...
+        """Validated model-specific config but ``variant``, with every default filled in."""
 
     @abstractmethod
     def build(self) -> torch.nn.Module:
@@ -180,6 +177,24 @@ class ZooEmbedder(Embedder):
 
     # -- shared behaviour ---------------------------------------------------------------
     @property
+    def variant(self) -> Any:
+        """The ``variants`` entry of the configured variant."""
+        return self.variants[self.config["variant"]]
+
+    @property
+    def patch_size(self) -> int:
+        return self.variant.patch_size
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The model's input bands, in order."""
+        return self.input_bands if self.input_bands is not None else tuple(self.config["bands"])
+
+    def published_weights(self) -> WeightSource:
+        """The checkpoint of the configured variant, at its published revision."""
+        return self.weights_source
+
+    @property
     def grid(self) -> tuple[int, int]:
         side = self.image_size // self.patch_size
         return side, side
@@ -189,8 +204,18 @@ class ZooEmbedder(Embedder):
         return replace(self.published_weights(), revision=self.config["revision"])
 
     def default_sensor(self) -> SensorSpec:
-        return SensorSpec(collection=DEFAULT_COLLECTION, bands=self.bands,
-                          scale_m=self.describe().scale_m, composite="median")
+        return SensorSpec(collection=DEFAULT_COLLECTION, bands=self.bands, scale_m=self.scale_m, composite="median")
+
+    def description(self, normalisation: dict[str, Any], summary: str, **fields: Any) -> ModelDescription:
+        """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
+
+        ``patch_size`` is the variant's, even where the output grid is coarser.
+        """
+        return ModelDescription(
+            name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
+            image_size=self.image_size, patch_size=self.variant.patch_size, normalisation=normalisation,
+            weights=self.weights.describe(), licence=self.weights.licence, summary=summary,
+            config=dict(self.config), **fields)
 
     def model(self) -> torch.nn.Module:
         """The model with its pretrained weights, on the device, in eval mode (loaded once)."""
@@ -308,3 +333,9 @@ def rgb_max(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise SpecError("rgb_max", f"must be a number > 0, got {value!r}")
     return float(value)
+
+
+def rgb_normalisation(maximum: float, mean: Sequence[float], std: Sequence[float], source: str) -> dict[str, Any]:
+    """The described normalisation of RGB scaled to [0, 1] by ``maximum`` (``rgb_max``), then standardised."""
+    return {"scale": f"clip(DN / {maximum:g}, 0, 1)", "mean": list(mean), "std": list(std),
+            "formula": "(clip(DN / rgb_max, 0, 1) - mean) / std", "source": source}

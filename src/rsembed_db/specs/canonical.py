@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 FLOAT_DECIMALS = 8
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # json.dumps, minus set-up
 
 
 def _normalise(value: Any) -> Any:
@@ -32,10 +33,8 @@ def _normalise(value: Any) -> Any:
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, rounded floats."""
     if isinstance(value, dict) and all(type(k) is str and type(v) is str for k, v in value.items()):
-        value_ = value  # nothing to normalise (e.g. an H3 cell spec): skip the walk
-    else:
-        value_ = _normalise(value)
-    return json.dumps(value_, sort_keys=True, separators=(",", ":"))
+        return _ENCODE(value)  # nothing to normalise (e.g. an H3 cell spec): skip the walk
+    return _ENCODE(_normalise(value))
 
 
 def sha256_key(value: Any) -> str:
