@@ -60,10 +60,10 @@ def ingest(
     requests = producer.requests(spatials, temporal, out_spec)
     store = EmbeddingStore(db)
     options = IngestOptions(batch_size=batch_size, workers=workers, commit_every=commit_every)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as bar:
-        task = bar.add_task(f"{producer.model} {tiles}", total=None, rate="")
+                  TextColumn("{task.fields[fetch]}"), console=console, transient=False) as bar:
+        task = bar.add_task(f"{producer.model} {tiles}", total=None, rate="", fetch="")
 
         def started(todo: int) -> None:
             bar.update(task, total=todo)
@@ -72,15 +72,23 @@ def ingest(
             bar.advance(task, computed + failed)
             elapsed = bar.tasks[task].elapsed or 0
             done = bar.tasks[task].completed
-            rate = f"{done / elapsed:.1f} tiles/s" if elapsed else ""
-            bar.update(task, rate=f"{rate}  fetches: {fetches}" if fetches is not None else rate)
+            counts = fetches.snapshot() if fetches is not None else None
+            bar.update(task, rate=f"{done / elapsed:.1f}/s" if elapsed else "", fetch=_fetch_text(counts))
 
         summary = run_ingest(store, producer, requests, options, dry_run=dry_run,
                              on_start=started, on_progress=advanced)
-    print_summary(summary, db, dry_run)
+    print_summary(summary, db, dry_run, fetches)
 
 
-def print_summary(summary: IngestSummary, db: str, dry_run: bool) -> None:
+def _fetch_text(counts: dict[str, int] | None) -> str:
+    """Compact fetch counters for the progress line (failures and retries only when any)."""
+    if not counts:
+        return ""
+    text = f"fetched {counts['done'] + counts['cached']}/{counts['planned']}"
+    return text + "".join(f" {counts[name]} {name}" for name in ("failed", "retries") if counts[name])
+
+
+def print_summary(summary: IngestSummary, db: str, dry_run: bool, fetches: object = None) -> None:
     out = Console()
     out.print(f"[bold]ingest {'plan' if dry_run else 'summary'}[/bold]: {summary.model} -> {db} "
               f"(table {summary.table})", highlight=False)
@@ -90,6 +98,8 @@ def print_summary(summary: IngestSummary, db: str, dry_run: bool) -> None:
     rows += [("to compute", to_compute)] if dry_run else [
         ("computed", summary.computed), ("failed", summary.failed),
         ("seconds", f"{summary.seconds:.2f}"), ("tiles/s", f"{summary.tiles_per_second:.1f}")]
+    if fetches is not None and not dry_run:
+        rows.append(("imagery fetches", str(fetches)))
     for name, value in rows:
         table.add_row(name, str(value))
     out.print(table)

@@ -51,11 +51,16 @@ def _title(store: EmbeddingStore, table: str, result: SearchResult) -> str:
 
 
 def _print_table(title: str, result: SearchResult) -> None:
-    out = Table("#", "lon", "lat", "distance", "tile (H3 id)", "window", "key", title=title)
+    out = Table()
+    for name, width in (("#", 2), ("lon", 9), ("lat", 9), ("distance", 8), ("tile (H3 id)", 15)):
+        out.add_column(name, no_wrap=True, min_width=width)
+    out.add_column("key", overflow="ellipsis", no_wrap=True, max_width=14)
     for row in result.to_dicts():
         out.add_row(str(row["rank"]), f"{row['lon']:.5f}", f"{row['lat']:.5f}", f"{row['distance']:.6f}",
-                    row["tile_id"], f"{row['t_start']}..{row['t_end']}", row["key"][:16])
-    Console().print(out)
+                    row["tile_id"], row["key"])
+    console = Console()
+    console.print(title, highlight=False, soft_wrap=True)
+    console.print(out)
 
 
 def _write(result: SearchResult, fmt: str, out: Path | None) -> None:
