@@ -183,4 +183,6 @@ def test_cli_export_batch_per_item_and_resume(tmp_path):
 def test_cli_ingest_shows_fetch_counters(tmp_path):
     proc = run_cli("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--tiles", "grid:4000",
                    "--source", f"local:{SCENE}", "--config", "num_filters=4", db=tmp_path / "db")
-    assert "fetches:" in proc.stderr and "0 failed" in proc.stderr
+    assert "fetched" in proc.stderr  # the progress line
+    summary = next(line for line in proc.stdout.splitlines() if "imagery fetches" in line)
+    assert "0 failed" in summary and "done" in summary

@@ -17,7 +17,7 @@ import pytest
 from rsembed_db.store import EmbeddingStore
 from rsembed_db.tiling.plan import tile_region
 from rsembed_db.tiling.region import load_region
-from tests.conftest import REGION, SCENE, ROOT, run_cli
+from tests.conftest import REGION, SCENE, run_cli
 
 INGEST = ("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE))
 

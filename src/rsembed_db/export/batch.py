@@ -37,9 +37,10 @@ from rsembed_db.export.manifest import (
     write_manifest,
 )
 from rsembed_db.export.writers import EXTENSIONS, ItemResult, ModelResult, writer_for
+from rsembed_db.ingest.engine import prepare_or_failure
 from rsembed_db.ingest.producer import PRODUCT_FACTORIES, OnTheFlyProducer, Prepared, Producer, make_producer
 from rsembed_db.query.compute import stored_embeddings
-from rsembed_db.sources.base import ImagerySource, TileFailure
+from rsembed_db.sources.base import ImagerySource
 from rsembed_db.sources.counting import CountingSource
 from rsembed_db.sources.factory import make_source
 from rsembed_db.specs.errors import SpecError
@@ -50,7 +51,7 @@ from rsembed_db.specs.sensor import FetchSpec, SensorSpec
 from rsembed_db.specs.spatial import SpatialSpec
 from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.store.lance_store import EmbeddingStore
-from rsembed_db.store.records import EmbeddingRecord
+from rsembed_db.store.records import EmbeddingRecord, FailureRecord
 
 
 @dataclass
@@ -149,12 +150,12 @@ class _Runner:
         inputs = self.config.save_inputs and isinstance(producer, OnTheFlyProducer)
         fetch = [i for i, r in requests.items() if inputs or r.key not in stored]
         started = time.perf_counter()
-        prepared = dict(zip(fetch, pool.map(lambda i: _prepare(producer, requests[i]), fetch)))
+        prepared = dict(zip(fetch, pool.map(lambda i: prepare_or_failure(producer, requests[i]), fetch)))
         timings["fetch_s"] += time.perf_counter() - started
         todo: list[tuple[int, Prepared]] = []
         for i, item in prepared.items():
-            if isinstance(item, str):
-                out[i, job.label].error = item
+            if isinstance(item, FailureRecord):
+                out[i, job.label].error = item.error
                 continue
             if inputs:
                 out[i, job.label].chip = item.payload
@@ -176,18 +177,6 @@ class _Runner:
                 self.store.write(producer.table_name, computed, producer.dim)
                 timings["store_write_s"] += time.perf_counter() - started
         return out
-
-
-def _prepare(producer: Producer, request: EmbeddingRequest) -> Prepared | str:
-    """The prepared item, or the reason it could not be had (configuration errors raise)."""
-    try:
-        return producer.prepare(request)
-    except SpecError:
-        raise
-    except TileFailure as exc:
-        return str(exc)
-    except Exception as exc:  # noqa: BLE001 - any per-ROI I/O error is recorded, not fatal
-        return f"{type(exc).__name__}: {exc}"
 
 
 def _status(items: list[ItemResult]) -> tuple[str, dict[str, int]]:

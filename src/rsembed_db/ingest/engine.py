@@ -141,7 +141,8 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     return summary
 
 
-def _prepare(producer: Producer, request: EmbeddingRequest) -> Prepared | FailureRecord:
+def prepare_or_failure(producer: Producer, request: EmbeddingRequest) -> Prepared | FailureRecord:
+    """The prepared item, or a FailureRecord saying why not (configuration errors raise)."""
     try:
         return producer.prepare(request)
     except SpecError:
@@ -162,7 +163,7 @@ def _compute(producer: Producer, todo: list[EmbeddingRequest], options: IngestOp
         try:
             while True:
                 while len(in_flight) < window and (request := next(queue, None)) is not None:
-                    in_flight.add(pool.submit(_prepare, producer, request))
+                    in_flight.add(pool.submit(prepare_or_failure, producer, request))
                 if not in_flight:
                     break
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
