@@ -127,6 +127,8 @@ def test_tiles_outside_imagery_are_failures_retried_next_run(db, tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (("ingest", "missing.geojson", "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE)), "region"),
     (("ingest", str(REGION), "--model", "nope", "--year", "2017", "--imagery", str(SCENE)), "model: unknown model 'nope'"),
+    (("ingest", str(REGION), "--model", "[bold]x", "--year", "2017", "--imagery", str(SCENE)),
+     "unknown model '[bold]x'"),  # printed as given, not as console markup
     (("ingest", str(REGION), "--model", "mosaiks", "--start", "2017-02-30", "--end", "2018-01-01",
       "--imagery", str(SCENE)), "start:"),
     (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE), "--tiles", "hex:8"), "tiles:"),

@@ -7,6 +7,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rsembed_db.cli import (catalog, export, export_batch, ingest, inspect, maintain, retrieve, search, serve,
                             sql)
@@ -37,7 +38,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except (SpecError, TileFailure) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("aborted")

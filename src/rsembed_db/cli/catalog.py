@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rsembed_db.api import describe_model, list_models
 from rsembed_db.cli.options import parse_config
@@ -46,5 +47,5 @@ def failures(db: DbOption = default_db_path(),
     rows = EmbeddingStore(db).failures(table)
     out = Table("table", "tile", "error", "at", title=f"{len(rows)} failed tiles")
     for row in rows:
-        out.add_row(row["table_name"], row["tile_id"], row["error"], str(row["updated_at"]))
+        out.add_row(row["table_name"], row["tile_id"], Text(row["error"]), str(row["updated_at"]))
     Console().print(out)

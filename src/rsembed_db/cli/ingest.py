@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -90,7 +92,7 @@ def _fetch_text(counts: dict[str, int] | None) -> str:
 
 def print_summary(summary: IngestSummary, db: str, dry_run: bool, fetches: object = None) -> None:
     out = Console()
-    out.print(f"[bold]ingest {'plan' if dry_run else 'summary'}[/bold]: {summary.model} -> {db} "
+    out.print(f"[bold]ingest {'plan' if dry_run else 'summary'}[/bold]: {escape(summary.model)} -> {escape(db)} "
               f"(table {summary.table})", highlight=False)
     table = Table(show_header=False, box=box.SIMPLE)
     to_compute = summary.planned - summary.already_stored
@@ -108,5 +110,5 @@ def print_summary(summary: IngestSummary, db: str, dry_run: bool, fetches: objec
                   "see `rsembed-db failures`)")
         failures = Table("tile", "error", box=box.SIMPLE)
         for tile, error in summary.failures[:20]:
-            failures.add_row(tile, error)
+            failures.add_row(tile, Text(error))  # plain text: errors may hold [brackets]
         out.print(failures)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rsembed_db.cli.options import parse_config, temporal_from_options
@@ -57,6 +58,6 @@ def inspect(
         table.add_row(band, *cells, f"{stats['fill_value_fraction']:.1%}")
     out.print(table)
     for issue in report["issues"]:
-        out.print(f"[yellow]issue:[/yellow] {issue}", highlight=False)
+        out.print(f"[yellow]issue:[/yellow] {escape(issue)}", highlight=False)
     out.print(f"quicklook {report['quicklook']}, report {Path(report['quicklook']).with_suffix('.json')}",
               highlight=False)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rsembed_db.query.formats import (
     ipc_stream_bytes,
@@ -50,7 +51,7 @@ def sql(
     else:
         table = Table(*result.table.column_names, caption=note)
         for row in result.table.to_pylist():
-            table.add_row(*(_cell(v) for v in row.values()))
+            table.add_row(*(Text(_cell(v)) for v in row.values()))
         Console().print(table)
 
 
