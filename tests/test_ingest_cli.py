@@ -170,3 +170,30 @@ def test_get_reads_through_the_store(db, tmp_path):
     import xarray as xr
     with xr.open_dataarray(tmp_path / "g.nc") as arr:
         assert arr.attrs["crs"] == "EPSG:32633" and arr.dims == ("band", "y", "x")
+
+
+def test_search_stays_within_one_model_variant(db):
+    base = (*INGEST, "--tiles", "h3:7", "--config", "num_filters=8")
+    run_cli(*base, db=db)
+    run_cli(*base, "--config", "seed=5", db=db)
+    tiles = _expected_cells(7)
+    assert EmbeddingStore(db).table("mosaiks_d16").count_rows() == 2 * len(tiles)  # one table per width
+    results = {}
+    for seed in (0, 5):
+        out = run_cli("search", "--model", "mosaiks", "--near", "12.6,52.49", "-k", "50", "--format", "json",
+                      "--config", "num_filters=8", "--config", f"seed={seed}", db=db)
+        rows = json.loads(out.stdout)
+        assert len(rows) == len(tiles) - 1  # every other tile once, the anchor excluded
+        assert len({r["tile_id"] for r in rows}) == len(rows)
+        results[seed] = {r["key"] for r in rows}
+    assert not results[0] & results[5]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("tables", "--bogus"), "No such option"),
+    (("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE), "--batch-size", "0"),
+     "batch-size: must be an integer >= 1"),
+])
+def test_usage_errors_exit_2(db, args, needle):
+    proc = run_cli(*args, db=db, check=False)
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr

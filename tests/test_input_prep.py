@@ -139,3 +139,31 @@ def test_patch_validity_needs_half_the_pixels():
     fmap = run(data, InputPrepSpec("resize"), 4, lambda b: F.avg_pool2d(torch.from_numpy(b), (4, 2)).numpy(),
                valid=valid)
     assert fmap.valid.tolist() == [[False, True]]
+
+
+def test_auto_is_resolved_into_the_storage_key():
+    """auto tiles for grid output and resizes for pooled output, and the key says which."""
+    from rsembed_db import H3Cell, OutputSpec, SensorSpec, TemporalSpec
+    from rsembed_db.ingest.producer import OnTheFlyProducer
+    from rsembed_db.models.base import Embedder, ModelDescription
+
+    class Square32(Embedder):
+        name = "square32"
+
+        def describe(self) -> ModelDescription:
+            return ModelDescription("square32", 4, "on_the_fly", ("B04",), 10.0, image_size=32, patch_size=8)
+
+        def default_sensor(self) -> SensorSpec:
+            return SensorSpec("local", ("B04",))
+
+        def embed(self, chips):
+            raise AssertionError("not called")
+
+    producer = OnTheFlyProducer(Square32(), source=None)
+    cell, year = H3Cell("881f1c6481fffff"), TemporalSpec.year(2017)  # ~100 x 100 px at 10 m: 16 tiles
+    pooled = producer.request(cell, year, OutputSpec.pooled(), input_prep="auto")
+    grid = producer.request(cell, year, OutputSpec.grid(), input_prep=InputPrepSpec("auto", max_tiles=16))
+    few = producer.request(cell, year, OutputSpec.grid(), input_prep="auto")  # 16 tiles > max_tiles 9
+    assert (pooled.input_prep.mode, grid.input_prep.mode, few.input_prep.mode) == ("resize", "tile", "resize")
+    assert pooled.key != grid.key
+    assert pooled.key == producer.request(cell, year, OutputSpec.pooled(), input_prep="resize").key

@@ -16,6 +16,7 @@ from rsembed_db.ingest.producer import OnTheFlyProducer, make_producer
 from rsembed_db.service import ServiceSettings, create_app
 from rsembed_db.service.auth import ApiKeys
 from rsembed_db.specs import H3Cell, PointBuffer, SpecError, TemporalSpec
+from rsembed_db.models.registry import get_embedder
 from rsembed_db.store import EmbeddingRecord, EmbeddingStore
 from tests.conftest import REGION, SCENE
 from tests.store_rows import toy_store
@@ -90,6 +91,7 @@ def test_stored_keys_come_from_the_store(db, stored, no_compute):
     ({"year": 1066}, "year"), ({"model": "nope"}, "model"), ({"scale_m": 0}, "scale_m"),
     ({"composite": "best"}, "composite"), ({"lon": "east"}, "lon"), ({"model_config": "[1"}, "model_config"),
     ({"bbox": "1,2,3"}, "spatial"), ({"output": "cube"}, "output"),
+    ({"model_config": '{"weights_dir": "/tmp"}'}, "model_config.weights_dir"),  # server settings only
 ])
 def test_get_errors_name_the_field(db, params, field):
     with client(db) as c:
@@ -262,7 +264,7 @@ def test_cancelled_job_keeps_what_it_committed(db):
 
 
 def test_search_over_http(db):
-    toy_store(db, model="mosaiks", dim=256)
+    toy_store(db, model="mosaiks", dim=256, model_config=get_embedder("mosaiks").config)
     key = EmbeddingStore(db).table("mosaiks").to_arrow()["key"][0].as_py()
     with client(db) as c:
         found = c.post("/v1/search", json={"model": "mosaiks", "key": key, "k": 3})

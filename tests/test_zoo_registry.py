@@ -79,7 +79,26 @@ def test_checkpoints_load_raw_nested_or_beside_pickled_hyper_parameters(tmp_path
                {"state_dict": tensors, "hyper_parameters": {"started": dt.datetime(2024, 1, 1)}}]
     for index, payload in enumerate(wrapped):
         torch.save(payload, tmp_path / f"{index}.ckpt")
-        assert torch.equal(load_state_dict(tmp_path / f"{index}.ckpt")["w"], tensors["w"])
+        # As for a published download; the first two need no unpickling at all.
+        assert torch.equal(load_state_dict(tmp_path / f"{index}.ckpt", allow_pickle=True)["w"], tensors["w"])
+        if index < 2:
+            assert torch.equal(load_state_dict(tmp_path / f"{index}.ckpt")["w"], tensors["w"])
     torch.save({"w": "not a tensor"}, tmp_path / "bad.ckpt")
     with pytest.raises(SpecError, match="state dict"):
         load_state_dict(tmp_path / "bad.ckpt")
+
+
+def test_pickled_extras_load_only_from_published_downloads(tmp_path):
+    """A checkpoint with pickled objects besides tensors (Lightning style) is unpickled
+    only for files from the published repository, never from a local folder."""
+    import argparse
+
+    import torch
+
+    from rsembed_db.models.weights import load_state_dict
+
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": argparse.Namespace(lr=1.0)}, path)
+    with pytest.raises(SpecError, match="pickled objects"):
+        load_state_dict(path)
+    assert torch.equal(load_state_dict(path, allow_pickle=True)["w"], torch.ones(2))

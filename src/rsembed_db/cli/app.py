@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -33,16 +32,12 @@ app.command()(serve.serve)
 
 
 def main() -> None:
-    """Run the CLI; invalid input prints ``error: <field>: <problem>`` and exits 2."""
-    err = Console(stderr=True)
+    """Run the CLI; invalid input prints ``error: <field>: <problem>`` and exits 2.
+
+    Usage errors (unknown option, missing argument) are typer's own: a message, exit 2.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except (SpecError, TileFailure) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rsembed_db.cli.options import parse_config, parse_lonlat
-from rsembed_db.ingest.producer import model_table
+from rsembed_db.ingest.producer import model_table, model_variant
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.result import SearchResult
 from rsembed_db.query.search import search as run_search
@@ -109,14 +109,14 @@ def search(
     if fmt == "arrow" and out is None:
         raise SpecError("out", "--format arrow needs --out FILE.arrow")
     if (model is None) == (table is None):
-        raise SpecError("model", "give --model (or --table), not both")
+        raise SpecError("model", "give exactly one of --model or --table")
     vector = _vector(vector_file) if vector_file else None
+    variant = model_variant(model, parse_config(config)) if model is not None else None
     if text is not None:
         if model is None or vector is not None:
             raise SpecError("text", "needs --model and no --vector-file")
-        vector, config_clause = text_query(model, text, parse_config(config))
-        where = f"({where}) AND {config_clause}" if where else config_clause
-    filters = SearchFilters(year=year, start=start, end=end, bbox=bbox,
+        vector, variant = text_query(model, text, parse_config(config))
+    filters = SearchFilters(model_config=variant, year=year, start=start, end=end, bbox=bbox,
                             polygon=_polygon(polygon) if polygon else None, h3_parent=h3_parent,
                             where=where, spatial_match=spatial_match)
     request = SearchRequest(vector=vector, key=key,

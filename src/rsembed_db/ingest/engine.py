@@ -42,6 +42,14 @@ class IngestOptions:
     workers: int = 4
     commit_every: int | None = None  # None: the producer's default_commit_every
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "workers", "commit_every"):
+            value = getattr(self, name)
+            if value is None and name == "commit_every":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(name.replace("_", "-"), f"must be an integer >= 1, got {value!r}")
+
 
 class _Writer:
     """Buffers results and commits them in chunks (each commit atomic).
@@ -125,7 +133,7 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     if on_start:
         on_start(len(todo))
     if not dry_run and todo:
-        commit_every = options.commit_every or producer.default_commit_every
+        commit_every = options.commit_every if options.commit_every is not None else producer.default_commit_every
         writer = _Writer(store, producer, summary, commit_every, on_progress)
         try:
             if isinstance(producer, BulkProducer):
@@ -135,9 +143,10 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
                 _compute(producer, todo, options, writer)
         finally:
             writer.close()
+    if not dry_run and store.has_table(producer.table_name):
+        # Also after an interrupted earlier run: builds what is missing, folds new rows in.
+        index_table(store, producer.table_name)
     summary.seconds = time.perf_counter() - started
-    if not dry_run and summary.computed:
-        index_table(store, producer.table_name)  # scalar + vector indexes; folds new rows in
     return summary
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rsembed_db.inspect import check_input
 from rsembed_db.models.base import Embedder, InputPrep, ModelDescription
+from rsembed_db.models.input_prep import resolved_mode
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.models.registry import get_embedder
 from rsembed_db.sources.base import Chip, ImagerySource, TileFailure
 from rsembed_db.sources.factory import Imagery, make_source
+from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest, with_spatials
@@ -93,15 +95,26 @@ class OnTheFlyProducer(Producer):
     def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
                 input_prep=None, modality=None):
         self.check_modality(modality)
+        sensor = resolve_sensor(self.embedder.default_sensor(), sensor, fetch)
         return EmbeddingRequest(
             model=self.model,
             spatial=spatial,
             temporal=temporal,
             output=output,
-            sensor=resolve_sensor(self.embedder.default_sensor(), sensor, fetch),
-            input_prep=InputPrepSpec.parse(input_prep),
+            sensor=sensor,
+            input_prep=self._resolved_prep(InputPrepSpec.parse(input_prep), spatial, sensor, output),
             model_config=self.embedder.config,
         )
+
+    def _resolved_prep(self, prep: InputPrepSpec, spatial: SpatialSpec, sensor: SensorSpec,
+                       output: OutputSpec) -> InputPrepSpec:
+        """``auto`` resolved to what it will do, so that the key names one computation
+        (auto depends on the output mode, which the key leaves out)."""
+        size = self.description.image_size
+        if prep.mode != "auto" or size is None:
+            return prep
+        grid = chip_grid_for(spatial, sensor.scale_m)
+        return replace(prep, mode=resolved_mode(prep, grid.height, grid.width, size, output.mode == "grid"))
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
         grid = chip_grid_for(request.spatial, request.sensor.scale_m)
@@ -189,6 +202,15 @@ def model_table(model: str, model_config: dict[str, Any] | None = None) -> str:
     if model in PRODUCT_FACTORIES:
         return PRODUCT_FACTORIES[model](**(model_config or {})).table_name
     return table_name_for(model, get_embedder(model, **(model_config or {})).dim)
+
+
+def model_variant(model: str, model_config: dict[str, Any] | None = None) -> str | None:
+    """The stored ``model_config`` value of an on-the-fly model's rows with this config
+    (canonical JSON of the resolved config), so searches stay within one variant;
+    None for products, whose config does not change values."""
+    if model in PRODUCT_FACTORIES:
+        return None
+    return canonical_json(get_embedder(model, **(model_config or {})).config)
 
 
 def make_producer(model: str, imagery: Imagery = None, imagery_date: str | None = None,

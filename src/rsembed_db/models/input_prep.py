@@ -86,14 +86,20 @@ def run_with_input_prep(chip_data: np.ndarray, valid: np.ndarray, chip_transform
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise SpecError("image_size", f"must be a positive integer, got {image_size!r}")
     tile = prep.tile_size or image_size
-    height, width = valid.shape
-    count = len(tile_starts(height, tile)) * len(tile_starts(width, tile))
-    mode = prep.mode
-    if mode == "auto":
-        mode = "tile" if grid_output and count <= prep.max_tiles else "resize"
+    mode = resolved_mode(prep, *valid.shape, image_size, grid_output)
     if mode == "resize":
         return _resized(chip_data, valid, chip_transform, crs, image_size, forward)
     return _tiled(chip_data, valid, chip_transform, crs, prep, tile, image_size, forward)
+
+
+def resolved_mode(prep: InputPrepSpec, height: int, width: int, image_size: int, grid_output: bool) -> str:
+    """``resize`` or ``tile``: what ``prep`` means for an (height, width) chip; ``auto``
+    tiles for grid output when at most ``max_tiles`` tiles are needed."""
+    if prep.mode != "auto":
+        return prep.mode
+    tile = prep.tile_size or image_size
+    count = len(tile_starts(height, tile)) * len(tile_starts(width, tile))
+    return "tile" if grid_output and count <= prep.max_tiles else "resize"
 
 
 def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:

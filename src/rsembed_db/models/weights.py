@@ -117,16 +117,22 @@ def _from_hub(source: WeightSource, cache_dir: str | None) -> tuple[Path | None,
         return None, f"download failed: {type(exc).__name__}"
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a torch checkpoint, unwrapped from ``state_dict`` / ``model`` nesting.
 
-    Read with ``weights_only=True``; a checkpoint that also pickles other objects
-    (Lightning hyper-parameters) is read in full, which is only done for the files this
-    module resolves from their published sources.
+    Read with ``weights_only=True``. A checkpoint that also pickles other objects
+    (Lightning hyper-parameters) is read in full only with ``allow_pickle``, which callers
+    set for files downloaded from the published repository, never for a local folder
+    (unpickling runs code).
     """
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if not allow_pickle:
+            raise SpecError("weights", f"{path} holds pickled objects besides tensors and is not "
+                            "loaded from a local folder (unpickling runs code); save its state dict "
+                            "alone (torch.save(checkpoint['state_dict'], path)) or let it be fetched "
+                            "from the published repository") from exc
         payload = torch.load(path, map_location="cpu", weights_only=False)
     for key in NESTED:
         if isinstance(payload, Mapping) and isinstance(payload.get(key), Mapping):

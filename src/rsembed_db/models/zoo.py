@@ -225,7 +225,8 @@ class ZooEmbedder(Embedder):
                 resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir,
                                            self.runtime.cache_dir)
                 module = self.build()
-                self.load(module, load_state_dict(resolved.path), resolved.path)
+                self.load(module, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface"),
+                          resolved.path)
                 self._model, self._weights = module.to(self.runtime.device).eval(), resolved
             return self._model
 

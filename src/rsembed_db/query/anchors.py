@@ -49,8 +49,8 @@ def vectors_by_key(dataset, keys: list[str], dim: int, field: str) -> np.ndarray
 
 def _window_filter(filters: SearchFilters) -> str | None:
     """The model and time part of the filters: which row a location refers to."""
-    return compile_filters(SearchFilters(model=filters.model, start=filters.start, end=filters.end,
-                                         year=filters.year)).sql
+    return compile_filters(SearchFilters(model=filters.model, model_config=filters.model_config,
+                                         start=filters.start, end=filters.end, year=filters.year)).sql
 
 
 def row_covering(profile: TableProfile, lon: float, lat: float, filters: SearchFilters, field: str = "near") -> str:

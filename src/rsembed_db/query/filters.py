@@ -105,6 +105,8 @@ def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = rang
     parts: list[str] = []
     if filters.model is not None:
         parts.append(f"model = {sql_quote([filters.model])}")
+    if filters.model_config is not None:
+        parts.append(f"model_config = {sql_quote([filters.model_config])}")
     if filters.start is not None:
         parts.append(f"t_end > {_date(filters.start)}")
     if filters.end is not None:

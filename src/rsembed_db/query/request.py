@@ -31,6 +31,7 @@ from shapely.geometry.base import BaseGeometry
 
 from rsembed_db.query.result import RESULT_COLUMNS
 from rsembed_db.query.where import validate_where
+from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.errors import SpecError, require_choice
 from rsembed_db.specs.spatial import BBox, H3Cell
 from rsembed_db.specs.temporal import MAX_YEAR, MIN_YEAR, parse_date
@@ -128,6 +129,8 @@ class SearchFilters:
     """Which stored rows may be returned (all given filters must hold: AND).
 
     - ``model``: the ``model`` column equals this name.
+    - ``model_config``: the ``model_config`` column (canonical JSON of the resolved
+      config) equals this: rows of one model variant only, e.g. one MOSAIKS seed.
     - ``start`` / ``end``: the row's window ``[t_start, t_end)`` overlaps ``[start, end)``
       (either bound may be open).
     - ``year``: the ``year`` column (year of the window midpoint) equals this.
@@ -142,6 +145,7 @@ class SearchFilters:
     """
 
     model: str | None = None
+    model_config: str | None = None
     start: dt.date | None = None
     end: dt.date | None = None
     year: int | None = None
@@ -155,6 +159,8 @@ class SearchFilters:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
             raise SpecError("filters.model", f"must be a model name, got {self.model!r}")
+        if self.model_config is not None and not isinstance(self.model_config, str):
+            set_("model_config", canonical_json(self.model_config))
         for name in ("start", "end"):
             if getattr(self, name) is not None:
                 set_(name, parse_date(f"filters.{name}", getattr(self, name)))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rsembed_db.service.errors import spec_error_message
+from rsembed_db.models.zoo import RUNTIME_OPTIONS
 from rsembed_db.specs.errors import SpecError
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.sensor import FetchSpec, SensorSpec
@@ -117,5 +118,13 @@ def input_prep(value: Any, field: str = "input_prep") -> InputPrepSpec:
 
 
 def model_config(value: dict[str, Any] | None) -> dict[str, Any]:
-    """Model configuration from JSON; lists become tuples, as on the command line."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (value or {}).items()}
+    """Model configuration from JSON; lists become tuples, as on the command line.
+
+    Run-time options (device, weights and cache folders, batch size) are the server's,
+    not a client's: a request naming one is refused.
+    """
+    config = dict(value or {})
+    for name in RUNTIME_OPTIONS:
+        if name in config:
+            raise SpecError(f"model_config.{name}", "is a server setting and cannot be set per request")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
-from rsembed_db.ingest.producer import model_table
+from rsembed_db.ingest.producer import model_table, model_variant
 from rsembed_db.query.formats import ARROW_STREAM, JSON, ipc_stream_bytes
 from rsembed_db.query.request import SearchRequest
 from rsembed_db.query.search import search
@@ -40,12 +41,16 @@ def post_search(
     config = fields.pop("model_config", None)
     if (table is None) == (model is None):
         raise SpecError("model", "give model (and optionally model_config) or table")
+    search_request = SearchRequest.from_dict(fields)
     if table is None:
         table = model_table(model, params.model_config(config))
+        if search_request.filters.model_config is None:  # stay within one model variant
+            variant = model_variant(model, params.model_config(config))
+            search_request = replace(search_request, filters=replace(search_request.filters, model_config=variant))
     if table not in ctx.store.table_names():
         raise ApiError(404, "table" if model is None else "model", f"nothing stored in table {table!r}",
                        allowed=ctx.store.table_names())
-    result = search(ctx.store, table, SearchRequest.from_dict(fields))
+    result = search(ctx.store, table, search_request)
     if media == ARROW_STREAM:
         return Response(ipc_stream_bytes(result.to_arrow()), media_type=ARROW_STREAM)
     if media == GEOJSON:
