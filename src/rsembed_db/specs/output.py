@@ -14,7 +14,12 @@ PREP_MODES = ("resize", "tile", "auto")
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """``pooled`` gives a (D,) vector, ``grid`` a (D, H, W) georeferenced DataArray."""
+    """``pooled`` gives a (D,) vector, ``grid`` a (D, H, W) georeferenced DataArray.
+
+    ``grid_orientation`` is accepted for compatibility with the reference library: every
+    rsembed-db grid lies on a north-up chip grid (products stored bottom-up, such as the
+    GSE COGs, are flipped on read), so ``native`` and ``north_up`` give the same grid.
+    """
 
     mode: str = "pooled"
     pooling: str = "mean"
