@@ -93,12 +93,6 @@ class CompiledFilter:
     sql: str | None
     polygon: PolygonTest | None = None
 
-    def and_(self, extra: str | None) -> "CompiledFilter":
-        """This filter with one more SQL conjunct."""
-        if not extra:
-            return self
-        return CompiledFilter(f"({self.sql}) AND ({extra})" if self.sql else extra, self.polygon)
-
 
 def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = range(H3_MAX_RES + 1)) -> CompiledFilter:
     """SQL for ``filters``; ``h3_resolutions``: the H3 resolutions stored in the table."""
@@ -125,9 +119,3 @@ def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = rang
     if filters.where is not None:
         parts.append(f"({filters.where})")
     return CompiledFilter(" AND ".join(parts) if parts else None, polygon)
-
-
-def exclude_keys_sql(keys: Iterable[str]) -> str | None:
-    """``key NOT IN (...)`` for ``keys``, or None when there are none."""
-    keys = sorted(set(keys))
-    return f"key NOT IN ({sql_quote(keys)})" if keys else None

@@ -16,7 +16,6 @@ gives the tile's UTM CRS and transform and marks land pixels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,10 +77,6 @@ class TileId:
 
     def landmask_path(self) -> str:
         return f"{LANDMASKS_DIR}/{self.name}.tiff"
-
-    @classmethod
-    def containing(cls, lon: float, lat: float) -> "TileId":
-        return cls(math.floor(lon * TILES_PER_DEGREE + _EPS), math.floor(lat * TILES_PER_DEGREE + _EPS))
 
 
 def tile_ranges(bounds: np.ndarray) -> tuple[np.ndarray, ...]:
