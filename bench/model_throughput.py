@@ -27,8 +27,8 @@ import torch
 from affine import Affine
 from shapely.geometry import box
 
-from rsembed_db.models.registry import get_embedder
 from rsembed_db.models.zoo import ZooEmbedder
+from rsembed_db.producers.catalog import get_embedder
 from rsembed_db.sources.base import Chip
 from rsembed_db.tiling.chip_grid import ChipGrid
 

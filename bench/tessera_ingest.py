@@ -27,8 +27,8 @@ import shapely
 
 from rsembed_db.ingest import engine
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
-from rsembed_db.ingest.producer import make_producer
-from rsembed_db.models.products import tiled
+from rsembed_db.producers.catalog import make_producer
+from rsembed_db.producers.products import tiled
 from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.sources.tessera.synthetic import synthetic_tile, tile_grid, write_registries, write_tile
 from rsembed_db.specs.temporal import TemporalSpec

@@ -5,8 +5,9 @@ from __future__ import annotations
 import h3
 import numpy as np
 
+from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.specs import EmbeddingRequest, H3Cell, TemporalSpec
-from rsembed_db.store import EmbeddingRecord, EmbeddingStore
+from rsembed_db.store import EmbeddingStore
 
 CENTRE = h3.latlng_to_cell(52.49, 12.6, 8)
 

@@ -7,7 +7,7 @@ import pytest
 
 from rsembed_db import FetchSpec, H3Cell, OutputSpec, PointBuffer, SensorSpec, SpecError, TemporalSpec
 from rsembed_db.api import describe_model, get_embedding, get_embeddings_batch, list_models
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.errors import TileFailure
 from rsembed_db.store import EmbeddingStore
 from tests.conftest import SCENE
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rsembed_db.api import get_embedding
-from rsembed_db.ingest.producer import OnTheFlyProducer, make_producer
+from rsembed_db.producers.catalog import make_producer
+from rsembed_db.producers.onthefly import OnTheFlyProducer
 from rsembed_db.query.compute import (
     FLIGHTS,
     MissingEmbeddings,

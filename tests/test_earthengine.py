@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rsembed_db.api import get_embedding
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.errors import TileFailure
 from rsembed_db.sources.counting import CountingSource
 from rsembed_db.sources.earthengine import EarthEngineSource
 from rsembed_db.sources.earthengine_collections import find_collection

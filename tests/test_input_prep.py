@@ -144,8 +144,8 @@ def test_patch_validity_needs_half_the_pixels():
 def test_auto_is_resolved_into_the_storage_key():
     """auto tiles for grid output and resizes for pooled output, and the key says which."""
     from rsembed_db import H3Cell, OutputSpec, SensorSpec, TemporalSpec
-    from rsembed_db.ingest.producer import OnTheFlyProducer
     from rsembed_db.models.base import Embedder, ModelDescription
+    from rsembed_db.producers.onthefly import OnTheFlyProducer
 
     class Square32(Embedder):
         name = "square32"

@@ -11,7 +11,7 @@ from PIL import Image
 from rasterio.windows import from_bounds
 
 from rsembed_db.api import get_embedding, inspect_gee_patch
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.errors import TileFailure
 from rsembed_db.specs import PointBuffer, SensorSpec, SpecError, TemporalSpec
 from rsembed_db.tiling.chip_grid import chip_grid_for
 from tests.conftest import SCENE, run_cli

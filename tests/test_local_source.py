@@ -16,8 +16,8 @@ from rasterio.transform import rowcol
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window, from_bounds
 
+from rsembed_db.errors import TileFailure
 from rsembed_db.sources.bands import normalise_band
-from rsembed_db.sources.base import TileFailure
 from rsembed_db.sources.local import LocalImagerySource
 from rsembed_db.sources.scene_dates import date_from_name
 from rsembed_db.specs import GridCell, PointBuffer, SensorSpec, SpecError, TemporalSpec

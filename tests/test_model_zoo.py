@@ -18,10 +18,11 @@ import torch  # noqa: E402
 from affine import Affine  # noqa: E402
 from shapely.geometry import box  # noqa: E402
 
+from rsembed_db.errors import MissingWeights  # noqa: E402
 from rsembed_db.models import clay, dofa, prithvi, remoteclip, satmae, scalemae  # noqa: E402
 from rsembed_db.models.base import InputPrep  # noqa: E402
 from rsembed_db.models.pooling import pool  # noqa: E402
-from rsembed_db.models.registry import get_embedder  # noqa: E402
+from rsembed_db.producers.catalog import get_embedder  # noqa: E402
 from rsembed_db.sources.base import Chip  # noqa: E402
 from rsembed_db.specs import InputPrepSpec, SpecError  # noqa: E402
 from rsembed_db.tiling.chip_grid import ChipGrid  # noqa: E402
@@ -168,7 +169,7 @@ def test_missing_weights_offline_is_one_clear_error(tmp_path, monkeypatch, name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("RSEMBED_WEIGHTS_DIR", raising=False)
     embedder = get_embedder(name, cache_dir=str(tmp_path / "hf"), weights_dir=str(tmp_path / "w"))
-    with pytest.raises(SpecError, match="weights") as err:
+    with pytest.raises(MissingWeights, match="weights") as err:
         embedder.embed([make_chip(embedder.bands)])
     assert embedder.weights.basename in str(err.value) and embedder.weights.url in str(err.value)
 

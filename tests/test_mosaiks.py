@@ -18,7 +18,7 @@ from shapely.geometry import box
 
 from rsembed_db.models.mosaiks import MosaiksEmbedder
 from rsembed_db.models.pooling import pool, to_dataarray
-from rsembed_db.models.registry import get_embedder, list_models
+from rsembed_db.producers.catalog import get_embedder, list_models
 from rsembed_db.sources.base import Chip
 from rsembed_db.specs import GridCell, H3Cell, SpecError
 from rsembed_db.tiling.chip_grid import ChipGrid, chip_grid_for

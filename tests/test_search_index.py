@@ -11,14 +11,22 @@ import numpy as np
 import pytest
 
 from rsembed_db.ingest.engine import run_ingest
-from rsembed_db.ingest.producer import Prepared, Producer
+from rsembed_db.producers.base import Prepared, Producer
+from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.router import EXACT_MAX_ROWS
 from rsembed_db.query.search import search
 from rsembed_db.specs import EmbeddingRequest, H3Cell, OutputSpec, SpecError, TemporalSpec
-from rsembed_db.store import EmbeddingRecord, EmbeddingStore
-from rsembed_db.store.indexes import (BITMAP_COLUMNS, BTREE_COLUMNS, ENV_MIN_ROWS, IndexPolicy, ensure_indexes,
-                                      optimize_table, vector_index_info)
+from rsembed_db.store import EmbeddingStore
+from rsembed_db.store.indexes import (
+    BITMAP_COLUMNS,
+    BTREE_COLUMNS,
+    ENV_MIN_ROWS,
+    IndexPolicy,
+    ensure_indexes,
+    optimize_table,
+    vector_index_info,
+)
 from rsembed_db.store.synthetic import write_synthetic
 
 HAVELLAND = (52.5, 12.8)
@@ -130,7 +138,7 @@ class _ToyProducer(Producer):
     """Computes nothing: a fixed vector per cell, to drive run_ingest."""
 
     description = SimpleNamespace(name="toy", dim=4)
-    table_name = "toy"
+    default_dim = 4
 
     def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None, input_prep=None,
                 modality=None):

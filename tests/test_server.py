@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
-from rsembed_db.ingest.producer import OnTheFlyProducer
+from rsembed_db.producers.onthefly import OnTheFlyProducer
 from rsembed_db.service import ServiceSettings, create_app
 from rsembed_db.service.auth import ApiKeys
 from rsembed_db.store import EmbeddingStore

@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from rsembed_db.ingest.producer import OnTheFlyProducer, make_producer
+from rsembed_db.producers.catalog import get_embedder, make_producer
+from rsembed_db.producers.onthefly import OnTheFlyProducer
+from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.service import ServiceSettings, create_app
 from rsembed_db.service.auth import ApiKeys
 from rsembed_db.specs import H3Cell, PointBuffer, SpecError, TemporalSpec
-from rsembed_db.models.registry import get_embedder
-from rsembed_db.store import EmbeddingRecord, EmbeddingStore
+from rsembed_db.store import EmbeddingStore
 from tests.conftest import REGION, SCENE
 from tests.store_rows import toy_store
 

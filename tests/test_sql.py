@@ -8,7 +8,8 @@ import time
 import duckdb
 import pytest
 
-from rsembed_db.query.sql import SqlLimits, SqlTimeout, run_sql, sandbox
+from rsembed_db.errors import SqlTimeout
+from rsembed_db.query.sql import SqlLimits, run_sql, sandbox
 from rsembed_db.specs import SpecError
 from tests.conftest import run_cli
 from tests.store_rows import toy_records, toy_store

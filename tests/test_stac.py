@@ -12,7 +12,7 @@ from rasterio.windows import from_bounds
 from shapely.geometry import box, mapping
 
 from rsembed_db.api import get_embedding
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.errors import TileFailure
 from rsembed_db.sources.factory import make_source
 from rsembed_db.sources.stac import StacImagerySource
 from rsembed_db.sources.warp import warp_to_grid

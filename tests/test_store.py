@@ -7,13 +7,14 @@ import datetime as dt
 import numpy as np
 import pytest
 import shapely
+from affine import Affine
 
-from rsembed_db.specs import EmbeddingRequest, H3Cell, OutputSpec, SpecError, TemporalSpec
-from rsembed_db.store import EmbeddingRecord, EmbeddingStore, FailureRecord
-from rsembed_db.store.schema import grid_from_row
 from rsembed_db.models.base import FeatureMap
 from rsembed_db.models.pooling import to_dataarray
-from affine import Affine
+from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
+from rsembed_db.query.rows import grid_from_row
+from rsembed_db.specs import EmbeddingRequest, H3Cell, OutputSpec, SpecError, TemporalSpec
+from rsembed_db.store import EmbeddingStore
 
 CELLS = ["881f1d4b1bfffff", "881f1d4b1dfffff", "881f1d4b19fffff"]
 

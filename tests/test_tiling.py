@@ -24,11 +24,11 @@ from rsembed_db.tiling import (
     h3_tiles,
     load_region,
     parse_tiler,
+    plan,
     region_from_geojson,
     tile_id,
     tile_region,
 )
-from rsembed_db.tiling import plan
 from rsembed_db.tiling.region import project_lonlat
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,9 @@ import importlib.util
 
 import pytest
 
-from rsembed_db.models.registry import describe_model, get_embedder, list_models
+from rsembed_db.errors import MissingWeights
 from rsembed_db.models.weights import WeightSource, resolve_weights
+from rsembed_db.producers.catalog import describe_model, get_embedder, list_models
 from rsembed_db.specs import SpecError
 
 ZOO = ("remoteclip", "prithvi", "satmae", "scalemae", "dofa", "clay")
@@ -54,7 +55,7 @@ def test_missing_weights_offline_say_what_to_download_and_where(tmp_path, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("RSEMBED_WEIGHTS_DIR", raising=False)
     source = WeightSource("v1/model.ckpt", "https://example.org/model.ckpt", "MIT", "org/repo", "main")
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(MissingWeights) as err:
         resolve_weights("demo", source, str(tmp_path / "weights"), str(tmp_path / "hf"))
     message = str(err.value)
     assert message.startswith("weights:")

@@ -8,7 +8,7 @@ import rasterio
 from affine import Affine
 
 from rsembed_db.api import get_embedding
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.errors import TileFailure
 from rsembed_db.sources.copernicus_embed import HF_FILENAME, HF_REPO, HF_REVISION
 from rsembed_db.sources.download import sha256_file
 from rsembed_db.specs import BBox, OutputSpec, PointBuffer, SpecError, TemporalSpec

@@ -11,8 +11,8 @@ import rasterio.shutil
 from affine import Affine
 
 from rsembed_db.api import get_embedding
-from rsembed_db.ingest.producer import make_producer
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.errors import TileFailure
+from rsembed_db.producers.catalog import make_producer
 from rsembed_db.sources.gse_cog import BANDS, NODATA, dequantise
 from rsembed_db.sources.gse_earthengine import COLLECTION, GseEarthEngineSource
 from rsembed_db.specs import BBox, OutputSpec, PointBuffer, SpecError, TemporalSpec

@@ -11,9 +11,9 @@ import shapely
 from rasterio.features import geometry_mask
 
 from rsembed_db.api import get_embedding
+from rsembed_db.errors import TileFailure
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
-from rsembed_db.ingest.producer import make_producer
-from rsembed_db.sources.base import TileFailure
+from rsembed_db.producers.catalog import make_producer
 from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.sources.tessera.tiles import TesseraTile
 from rsembed_db.specs import BBox, H3Cell, OutputSpec, PointBuffer, SpecError, TemporalSpec

@@ -1,0 +1,43 @@
+"""The ``rsembed-db`` entry point: commands plus one-line errors with an exit code per kind."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from rsembed_db.cli import catalog, export, export_batch, ingest, inspect, maintain, retrieve, search, serve, sql
+from rsembed_db.cli.errors import exit_code
+from rsembed_db.errors import RsembedError
+
+app = typer.Typer(help="rsembed-db: an embedding database for Earth observation.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.command()(ingest.ingest)
+app.command()(retrieve.get)
+app.command()(search.search)
+app.command()(maintain.index)
+app.command()(maintain.optimize)
+app.command()(catalog.tables)
+app.command()(catalog.models)
+app.command()(catalog.describe)
+app.command()(catalog.failures)
+app.command()(sql.sql)
+app.command()(export.export)
+app.command()(export_batch.export_batch)
+app.command()(inspect.inspect)
+app.command()(serve.serve)
+
+
+def main() -> None:
+    """Run the CLI; an expected failure prints ``error: <field>: <problem>`` and exits with
+    its code (``cli.errors.EXIT_CODES``: 2 for invalid input).
+
+    Usage errors (unknown option, missing argument) are typer's own: a message, exit 2.
+    """
+    try:
+        app()
+    except RsembedError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exit_code(exc))

@@ -1,0 +1,47 @@
+"""Option parsing shared by CLI commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rsembed_db.errors import SpecError
+from rsembed_db.specs.temporal import TemporalSpec
+
+
+def temporal_from_options(year: int | None, start: str | None, end: str | None) -> TemporalSpec:
+    """``--year Y`` or ``--start D --end D``, exactly one of the two."""
+    if year is not None and (start or end):
+        raise SpecError("year", "give either --year or --start/--end, not both")
+    if year is not None:
+        return TemporalSpec.year(year)
+    if not (start and end):
+        raise SpecError("start", "a time window is required: --year Y or --start YYYY-MM-DD --end YYYY-MM-DD")
+    return TemporalSpec.range(start, end)
+
+
+def parse_config(items: list[str] | None) -> dict[str, Any]:
+    """``--config key=value`` pairs; values are JSON when they parse as JSON, else strings."""
+    config: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SpecError("config", f"expected key=value, got {item!r}")
+        try:
+            config[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            config[name] = raw
+        if isinstance(config[name], list):
+            config[name] = tuple(config[name])
+    return config
+
+
+def parse_lonlat(text: str) -> tuple[float, float]:
+    """``LON,LAT`` -> floats."""
+    try:
+        lon, lat = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise SpecError("near", f"expected LON,LAT (e.g. 12.6,52.5), got {text!r}") from exc
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise SpecError("near", f"lon must be in [-180, 180] and lat in [-90, 90], got {text!r}")
+    return lon, lat

@@ -1,0 +1,63 @@
+"""``rsembed-db get``: one embedding, from the store or computed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+import xarray as xr
+
+from rsembed_db.api import get_embedding
+from rsembed_db.cli.options import parse_config, temporal_from_options
+from rsembed_db.errors import SpecError
+from rsembed_db.specs.output import OutputSpec
+from rsembed_db.specs.spatial import PointBuffer
+from rsembed_db.specs.validate import require_choice
+from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
+
+DbOption = Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")]
+
+
+def get(
+    model: Annotated[str, typer.Option(help="Model name.")],
+    lon: Annotated[float, typer.Option(help="Centre longitude.")],
+    lat: Annotated[float, typer.Option(help="Centre latitude.")],
+    buffer_m: Annotated[float, typer.Option(help="Half side of the square ROI, metres.")] = 500.0,
+    year: Annotated[Optional[int], typer.Option()] = None,
+    start: Annotated[Optional[str], typer.Option()] = None,
+    end: Annotated[Optional[str], typer.Option()] = None,
+    output: Annotated[str, typer.Option(help="pooled or grid.")] = "pooled",
+    pooling: Annotated[str, typer.Option(help="mean or max.")] = "mean",
+    imagery: Annotated[Optional[list[Path]], typer.Option(help="Local rasters for a miss.")] = None,
+    imagery_date: Annotated[Optional[str], typer.Option()] = None,
+    config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write .npy (vector or grid) or .nc (grid, NetCDF).")] = None,
+    db: DbOption = default_db_path(),
+) -> None:
+    """One embedding for a point + buffer: from the store if present, else computed and stored."""
+    require_choice("output", output, ("pooled", "grid"))
+    spec = OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling)
+    emb = get_embedding(model, spatial=PointBuffer(lon, lat, buffer_m),
+                        temporal=temporal_from_options(year, start, end), output=spec,
+                        store=EmbeddingStore(db), imagery=imagery, imagery_date=imagery_date,
+                        model_config=parse_config(config))
+    values = emb.numpy()
+    origin = "store" if emb.meta["from_store"] else "computed"
+    print(f"key {emb.meta['key']} ({origin}) shape {values.shape} "
+          f"mean {np.nanmean(values):.6f} std {np.nanstd(values):.6f}")
+    if out is None:
+        if values.ndim == 1:
+            print(np.array2string(values[:8], precision=5) + (" ..." if values.size > 8 else ""))
+        return
+    if out.suffix == ".nc":
+        if not isinstance(emb.data, xr.DataArray):
+            raise SpecError("out", "NetCDF needs --output grid; use .npy for a pooled vector")
+        emb.data.assign_attrs(transform=list(emb.data.attrs["transform"])).to_netcdf(out)
+    elif out.suffix == ".npy":
+        np.save(out, values)
+    else:
+        raise SpecError("out", f"unknown file type {out.suffix!r}", (".npy", ".nc"))
+    print(f"wrote {out}")
+

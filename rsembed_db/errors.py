@@ -1,0 +1,74 @@
+"""Every error rsembed-db raises on purpose, under one root.
+
+Each class also derives from the builtin a caller would catch without knowing this
+module (``SpecError`` is a ``ValueError``, ``NotFound`` a ``LookupError``...). The
+command line maps them to exit codes once (``cli.errors.EXIT_CODES``), the HTTP
+service to statuses once (``service.errors.STATUS_CODES``); both resolve a class
+through its bases, so a new subclass inherits its parent's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class RsembedError(Exception):
+    """The root of every expected failure; ``field`` names the input concerned, if any."""
+
+    field: str | None = None
+
+
+class SpecError(RsembedError, ValueError):
+    """Invalid input: names the offending field and, where finite, the allowed values."""
+
+    def __init__(self, field: str, message: str, allowed: Iterable[object] | None = None):
+        self.field = field
+        self.message = message
+        self.allowed = tuple(allowed) if allowed is not None else None
+        text = f"{field}: {message}"
+        if self.allowed is not None:
+            text += f" (allowed: {', '.join(map(str, self.allowed))})"
+        super().__init__(text)
+
+
+class NotFound(RsembedError, LookupError):
+    """Something asked for by name is not there: a table, a stored key, a job, a tile."""
+
+    def __init__(self, field: str, message: str, keys: Sequence[str] = ()):
+        self.field = field
+        self.message = message
+        self.keys = list(keys)
+        super().__init__(f"{field}: {message}")
+
+
+class Unavailable(RsembedError, ConnectionError):
+    """An upstream service or remote file could not be reached or answered with an error."""
+
+
+class MissingWeights(RsembedError, FileNotFoundError):
+    """A model's published checkpoint is not available locally and cannot be downloaded."""
+
+    field = "weights"
+
+
+class SqlTimeout(RsembedError, TimeoutError):
+    """A SQL query ran past its time limit and was interrupted."""
+
+    field = "sql"
+
+
+class ResourceLimit(RsembedError, MemoryError):
+    """A request would need more memory, time or rows than its configured limit."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class TileFailure(RsembedError, RuntimeError):
+    """A tile that cannot be computed (no imagery, no valid pixel...): recorded, not fatal."""
+
+
+class WriteConflict(RsembedError, RuntimeError):
+    """A commit lost to a concurrent writer more often than its retries allow."""

@@ -1,0 +1,1 @@
+"""Embedders: imagery chips in, feature maps out (listed in ``producers.catalog``)."""

@@ -1,0 +1,108 @@
+"""``tessera``: TESSERA annual embeddings (128-d, 10 m, 0.1-degree tiles in local UTM).
+
+Configuration (``--config key=value`` or the environment variable):
+
+- ``dir`` (``RSEMBED_TESSERA_DIR``): local tile directory in the geotessera layout
+  (default ``$XDG_CACHE_HOME/rsembed-db/tessera/<version>``);
+- ``url`` (``RSEMBED_TESSERA_URL``): mirror to download missing tiles from (default the
+  geotessera server for ``version``; ``none`` to stay offline);
+- ``version`` (default ``v1``): dataset version, part of the storage key;
+- ``verify_local`` (default false): check local files' SHA-256 against the registry.
+
+Pooling counts each ground pixel once: a tile owns the pixels whose centre lies in its
+0.1-degree box, whatever its UTM zone; no-data and open-water pixels are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from rsembed_db.errors import SpecError
+from rsembed_db.models.base import ModelDescription
+from rsembed_db.producers.products.mosaic import GridTarget
+from rsembed_db.producers.products.scanline import polygon_pixels
+from rsembed_db.producers.products.tiled import TiledProduct
+from rsembed_db.producers.products.zonal import PixelGrid
+from rsembed_db.sources.tessera.layout import DIM, SERVER, YEARS, TileId, tile_ranges
+from rsembed_db.sources.tessera.tiles import TesseraTiles
+from rsembed_db.specs.request import EmbeddingRequest
+from rsembed_db.specs.spatial import WGS84, reproject_geometry
+from rsembed_db.tiling.chip_grid import chip_grid_for
+
+SCALE_M = 10.0
+_BOX_SEGMENT_DEG = 0.001
+
+
+class TesseraProducer(TiledProduct):
+    name = "tessera"
+    years = YEARS
+    options = {"dir": "RSEMBED_TESSERA_DIR", "url": "RSEMBED_TESSERA_URL", "version": "",
+               "verify_local": ""}
+
+    def __init__(self, **config) -> None:
+        super().__init__(**config)
+        self.version = str(self.setting("version", "v1"))
+        if not self.version.startswith("v"):
+            raise SpecError("tessera.version", f"expected a dataset version such as 'v1', got {self.version!r}")
+        self.description = ModelDescription(
+            name=self.name, dim=DIM, kind="precomputed", bands=(), scale_m=SCALE_M,
+            licence="CC-BY-4.0", source=f"TESSERA {self.version} via geotessera tiles ({SERVER})",
+            summary="TESSERA: Sentinel-1/2 annual time series -> 128-d per-pixel embedding "
+                    "(int8 x float32 scale), 0.1-degree tiles in local UTM",
+            modalities=("optical", "sar"), years=YEARS,
+            config={"version": self.version, "tile_deg": 0.1,
+                    "layout": "global_0.1_degree_representation/<year>/grid_<lon>_<lat>/"})
+        self._tiles: TesseraTiles | None = None
+
+    @property
+    def key_config(self) -> dict[str, str]:
+        return {"version": self.version}
+
+    @property
+    def tiles(self) -> TesseraTiles:
+        """The tile store (configured on first use, so describing the model needs no data)."""
+        if self._tiles is None:
+            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+            root = Path(self.setting("dir") or cache / "rsembed-db" / "tessera" / self.version)
+            url = self.setting("url", f"{SERVER}/{self.version}")
+            url = None if str(url).strip().lower() in ("", "none", "off") else str(url)
+            verify = str(self.setting("verify_local", False)).lower() in ("1", "true", "yes")
+            self._tiles = TesseraTiles(root.expanduser(), url, verify_local=verify)
+        return self._tiles
+
+    def tiles_for(self, bounds: np.ndarray, year: int) -> dict[TileId, np.ndarray]:
+        ix0, ix1, iy0, iy1 = tile_ranges(bounds)
+        nx, ny = ix1 - ix0 + 1, iy1 - iy0 + 1
+        roi = np.repeat(np.arange(len(bounds)), nx * ny)
+        k = np.arange(len(roi)) - np.repeat(np.cumsum(nx * ny) - nx * ny, nx * ny)
+        ix = ix0[roi] + k % nx[roi]
+        iy = iy0[roi] + k // nx[roi]
+        order = np.lexsort((roi, ix, -iy))  # north to south, west to east
+        ix, iy, roi = ix[order], iy[order], roi[order]
+        cuts = np.flatnonzero((np.diff(ix) != 0) | (np.diff(iy) != 0)) + 1
+        return {TileId(int(ix[a]), int(iy[a])): roi[a:b]
+                for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(roi)])}
+
+    def unpublished(self, keys: list[TileId], year: int) -> dict[TileId, str]:
+        return self.tiles.unpublished(keys, year)
+
+    def open_tile(self, key: TileId, year: int) -> tuple[str, PixelGrid]:
+        tile = self.tiles.read(key, year)
+        box = shapely.segmentize(shapely.box(*key.bounds), _BOX_SEGMENT_DEG)
+        flat, _ = polygon_pixels(np.array([reproject_geometry(box, WGS84, tile.crs)]),
+                                 tile.transform, tile.shape)
+        owned = np.zeros(tile.shape, dtype=bool)
+        owned.ravel()[flat] = True
+        return key.name, PixelGrid(tile.crs, tile.transform, tile.shape, DIM, tile.valid() & owned,
+                                   owned, tile.values)
+
+    def grid_target(self, request: EmbeddingRequest) -> GridTarget:
+        chip = chip_grid_for(request.spatial, SCALE_M)
+        return GridTarget(chip.crs, chip.transform, (chip.height, chip.width))
+
+    def meta(self, request: EmbeddingRequest, **extra) -> dict:
+        return super().meta(request, version=self.version, **extra)

@@ -1,0 +1,138 @@
+"""Zonal pooling: per-ROI mean/max over a raster's pixels, mergeable across rasters.
+
+A product tile (or block) is pooled for every ROI touching it in one pass: the ROIs
+are rasterised together (``scanline``), pixels are gathered grouped by ROI and
+reduced in cache-sized chunks. Results are partial (sum or max, counts) and kept as
+arrays, one row per ROI, so an ROI spanning several tiles, even in different CRSs, is
+pooled exactly over the union of its pixels without mosaicking: each ground pixel is
+counted once, in the tile that owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+
+from rsembed_db.producers.products.scanline import polygon_pixels
+
+CHUNK_PIXELS = 2048  # pixels per reduction step: (2048, D) float32 stays in cache
+NO_PIXEL = "no pixel of the product covers the ROI"
+SMALL_NO_DATA = "the ROI is smaller than a pixel and its pixel holds no data (open water / no-data)"
+
+
+@dataclass
+class PixelGrid:
+    """A raster in its native grid, ready for pooling.
+
+    ``owned``: pixels this raster is responsible for (None: all); ``valid``: owned
+    pixels holding a value; ``values(flat)`` returns (n, dim) float32 for flat indices.
+    """
+
+    crs: str
+    transform: Affine
+    shape: tuple[int, int]
+    dim: int
+    valid: np.ndarray
+    owned: np.ndarray | None
+    values: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Pooled:
+    """Pooling state of n ROIs, one row each; ``merge`` folds in another raster's rows."""
+
+    how: str
+    total: np.ndarray  # (n, D) float64: sum (mean) or max; 0 / -inf without pixels
+    count: np.ndarray  # (n,) valid pixels pooled
+    pixels: np.ndarray  # (n,) owned pixels inside the ROI, valid or not
+    centre: np.ndarray  # (n, D) float32: the pixel holding the ROI centroid (NaN: none, no data)
+    centre_seen: np.ndarray  # (n,) bool: that pixel lies in a raster seen so far
+
+    @classmethod
+    def empty(cls, how: str, n: int, dim: int) -> "Pooled":
+        start = 0.0 if how == "mean" else -np.inf
+        return cls(how, np.full((n, dim), start), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                   np.full((n, dim), np.nan, np.float32), np.zeros(n, bool))
+
+    def take(self, rows) -> "Pooled":
+        return Pooled(self.how, self.total[rows], self.count[rows], self.pixels[rows],
+                      self.centre[rows], self.centre_seen[rows])
+
+    def merge(self, rows: np.ndarray, other: "Pooled") -> None:
+        """Fold ``other`` (one row per entry of ``rows``, all distinct) into those rows."""
+        if self.how == "mean":
+            self.total[rows] += other.total
+        else:
+            self.total[rows] = np.maximum(self.total[rows], other.total)
+        self.count[rows] += other.count
+        self.pixels[rows] += other.pixels
+        seen = rows[other.centre_seen]
+        self.centre[seen] = other.centre[other.centre_seen]
+        self.centre_seen[seen] = True
+
+    def results(self) -> tuple[np.ndarray, list[str | None], np.ndarray, np.ndarray]:
+        """(n, D) float32 vectors, the reason per row where there is none, the pixels used,
+        and which rows are smaller than a pixel (these take the pixel holding their centroid)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled = self.total / self.count[:, None] if self.how == "mean" else self.total
+        small = self.pixels == 0
+        vectors = np.where(small[:, None], self.centre, pooled).astype(np.float32)
+        reasons: list[str | None] = [None] * len(small)
+        bad = np.flatnonzero((self.pixels > 0) & (self.count == 0)
+                             | small & ~(self.centre_seen & ~np.isnan(self.centre[:, 0])))
+        for i in bad.tolist():
+            if self.pixels[i]:
+                reasons[i] = f"no valid pixel among the {self.pixels[i]} inside the ROI (open water / no-data)"
+            else:
+                reasons[i] = SMALL_NO_DATA if self.centre_seen[i] else NO_PIXEL
+        return vectors, reasons, np.where(small, 1, self.count), small
+
+
+def pool_grid(grid: PixelGrid, rois: np.ndarray, centroids: np.ndarray, how: str) -> Pooled:
+    """Pooled rows for ROIs (polygons and (n, 2) centroids in ``grid.crs``)."""
+    out = Pooled.empty(how, len(rois), grid.dim)
+    flat, owner = polygon_pixels(rois, grid.transform, grid.shape)
+    if grid.owned is not None:
+        keep = grid.owned.ravel()[flat]
+        flat, owner = flat[keep], owner[keep]
+    out.pixels = np.bincount(owner, minlength=len(rois))
+    keep = grid.valid.ravel()[flat]
+    flat, owner = flat[keep], owner[keep]
+    out.count = np.bincount(owner, minlength=len(rois))
+    _reduce(grid.values, flat, owner, out.total, how)
+    _centres(grid, centroids, out)
+    return out
+
+
+def _reduce(values: Callable[[np.ndarray], np.ndarray], flat: np.ndarray, owner: np.ndarray,
+            total: np.ndarray, how: str) -> None:
+    """Accumulate sums or maxima per ROI into ``total``; ``owner`` is sorted (grouped)."""
+    ufunc = np.add if how == "mean" else np.maximum
+    for a in range(0, len(flat), CHUNK_PIXELS):
+        own = owner[a:a + CHUNK_PIXELS]
+        starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+        reduced = ufunc.reduceat(values(flat[a:a + CHUNK_PIXELS]), starts, axis=0)
+        rows = own[starts]  # distinct within a chunk
+        total[rows] = ufunc(total[rows], reduced)
+
+
+def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:
+    """Record, for each ROI, the value of the pixel holding its centroid when owned here."""
+    if not len(centroids):
+        return
+    inv = ~grid.transform
+    cols = np.floor(inv.a * centroids[:, 0] + inv.b * centroids[:, 1] + inv.c).astype(np.int64)
+    rows = np.floor(inv.d * centroids[:, 0] + inv.e * centroids[:, 1] + inv.f).astype(np.int64)
+    height, width = grid.shape
+    idx = np.flatnonzero((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))
+    flat = rows[idx] * width + cols[idx]
+    if grid.owned is not None:
+        keep = grid.owned.ravel()[flat]
+        idx, flat = idx[keep], flat[keep]
+    out.centre_seen[idx] = True
+    valid = grid.valid.ravel()[flat]
+    if valid.any():
+        out.centre[idx[valid]] = grid.values(flat[valid])

@@ -1,0 +1,124 @@
+"""Per-table facts the router needs, cached per table version: row count, vector width,
+the vector index, and a uniform sample of the scalar columns for estimating how many
+rows a filter keeps (DuckDB runs the filter's SQL over the sample, ~1 ms).
+
+Counting with LanceDB itself is exact but costs as much as the filtered scan (40 ms for
+an 80 000-row match on 1M rows), so it is only the fallback when DuckDB cannot run the
+SQL. The sample is refreshed when the row count moves by more than 10 %; a stale or
+unlucky estimate can only send a query down the slower route, never a wrong one: the
+ANN route falls back to exact search whenever it cannot fill k (see router.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rsembed_db.query.where import scalar_columns
+from rsembed_db.store.indexes import VectorIndexInfo, vector_index_info
+from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
+from rsembed_db.store.schema import vector_dim
+
+SAMPLE_ROWS = 8192
+RESAMPLE_DRIFT = 0.10
+
+
+@dataclass
+class TableProfile:
+    """Facts about one version of a table, and a LanceDB dataset handle at that version."""
+
+    dataset: Any
+    version: int
+    rows: int
+    dim: int
+    index: VectorIndexInfo | None
+    model: str | None = None  # the model of every row, when there is one
+    sample: pa.Table | None = None
+    sampled_rows: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _duckdb: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+    _extent: tuple[float, float] | None = field(default=None, repr=False)
+
+    def footprint_extent(self) -> tuple[float, float]:
+        """The widest and the tallest footprint bbox, in degrees (read on first use): a
+        footprint covering a point has its centre within that distance of the point, so
+        a point lookup is two narrow ranges on the indexed ``lon``/``lat`` columns."""
+        with self._lock:
+            if self._extent is None:
+                boxes = self.dataset.to_table(columns=["minlon", "minlat", "maxlon", "maxlat"])
+                width = pc.max(pc.subtract(boxes["maxlon"], boxes["minlon"])).as_py()
+                height = pc.max(pc.subtract(boxes["maxlat"], boxes["minlat"])).as_py()
+                self._extent = (width or 0.0, height or 0.0)
+            return self._extent
+
+    def estimate(self, sql: str | None) -> int:
+        """Rows of the table matching ``sql`` (None: all), estimated from the sample
+        (taken on first use)."""
+        dataset = self.dataset
+        if sql is None:
+            return self.rows
+        with self._lock:
+            if self.sample is None:
+                self.sample, self.sampled_rows = _sample(dataset, self.rows), self.rows
+            if self._duckdb is None:
+                self._duckdb = duckdb.connect()
+                self._duckdb.register("sample", self.sample)
+            try:
+                hits = self._duckdb.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()[0]
+            except duckdb.Error:
+                hits = None
+        if hits is None:  # SQL DuckDB does not take: count exactly with LanceDB
+            return dataset.count_rows(filter=sql)
+        if self.sample.num_rows >= self.rows:
+            return int(hits)
+        return int(round(hits * self.rows / self.sample.num_rows))
+
+
+def _sample(dataset, rows: int) -> pa.Table:
+    """A uniform sample of the scalar columns (the whole table when small)."""
+    columns = [c for c in scalar_columns() if c in dataset.schema.names]
+    if rows <= SAMPLE_ROWS:
+        return dataset.to_table(columns=columns)
+    picks = np.sort(np.random.default_rng(rows).choice(rows, SAMPLE_ROWS, replace=False))
+    return dataset.take(picks, columns=columns)
+
+
+def _single_model(dataset, rows: int) -> str | None:
+    """The ``model`` value shared by every row (tables hold one model variant), else None.
+    Results then need not read it: one column fewer per hit (~1.3 ms for k=10)."""
+    if rows == 0:
+        return None
+    model = dataset.take([0], columns=["model"])["model"][0].as_py()
+    if model is None or dataset.count_rows(filter=f"model != {sql_quote([model])} OR model IS NULL"):
+        return None
+    return model
+
+
+_CACHE: dict[tuple[str, str], TableProfile] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def table_profile(store: EmbeddingStore, name: str) -> TableProfile:
+    """The profile of the latest version of table ``name`` (``store.dataset``), computed
+    once per version; the sample survives versions while the row count stays close."""
+    dataset = store.dataset(name)  # SpecError when absent
+    key = (store.uri, name)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None and cached.version == dataset.version:
+        return cached
+    rows = dataset.count_rows()
+    keep = cached is not None and cached.sample is not None \
+        and abs(rows - cached.sampled_rows) <= RESAMPLE_DRIFT * max(cached.sampled_rows, 1)
+    profile = TableProfile(dataset, dataset.version, rows, vector_dim(dataset.schema),
+                           vector_index_info(store.table(name)), _single_model(dataset, rows),
+                           cached.sample if keep else None, cached.sampled_rows if keep else 0)
+    with _CACHE_LOCK:
+        _CACHE[key] = profile
+    return profile

@@ -1,0 +1,93 @@
+"""Filtered similarity search over one model table: ``search(store, table, request)``.
+
+Steps: resolve the query vector (anchors.py), compile the filters to SQL plus an exact
+polygon allow-list (filters.py), choose exact or ANN from the estimated match count
+(router.py), run it in LanceDB with the filter as a prefilter, drop the query's own
+rows, and return a SearchResult. Both routes rank the same rows with LanceDB's
+distances (cosine ``1 - cos``, l2 squared, dot ``1 - dot``); the exact route is a flat
+scan (``use_index=False``), so it returns the true top-k of the matching rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from lance.dataset import serialize_row_addrs
+
+from rsembed_db.errors import SpecError
+from rsembed_db.query.anchors import resolve_query
+from rsembed_db.query.filters import CompiledFilter, compile_filters
+from rsembed_db.query.profile import table_profile
+from rsembed_db.query.request import SearchRequest
+from rsembed_db.query.result import SearchResult, fetch_columns, result_table
+from rsembed_db.query.router import Route, choose_route
+from rsembed_db.store.lance_store import EmbeddingStore
+
+
+def _polygon_allowlist(dataset, compiled: CompiledFilter) -> tuple[bytes, int]:
+    """Row ids passing the SQL prefilter and the exact polygon test, serialised for Lance."""
+    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_id=True)
+    ids = candidates["_rowid"].to_numpy()[compiled.polygon.mask(candidates)]
+    return serialize_row_addrs(ids.tolist()), len(ids)
+
+
+def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql: str | None,
+             allowlist: bytes | None, columns: list[str]) -> pa.Table:
+    nearest = {"column": "vector", "q": query, "k": k, "metric": metric, "use_index": route.kind == "ann"}
+    if route.kind == "ann":
+        nearest.update(nprobes=route.nprobes, refine_factor=route.refine_factor)
+    scanner = dataset.scanner(columns=[*columns, "_distance"], nearest=nearest, filter=sql, prefilter=True,
+                              row_addr_allowlist=allowlist, disable_scoring_autoprojection=True)
+    return scanner.to_table()
+
+
+def _finish(rows: pa.Table, excluded: tuple[str, ...], request: SearchRequest, model: str | None) -> pa.Table:
+    """Drop excluded keys, order nearest first (ties by key), keep k, shape the columns."""
+    if excluded:
+        rows = rows.filter(pc.invert(pc.is_in(rows["key"], pa.array(excluded))))
+    rows = rows.sort_by([("_distance", "ascending"), ("key", "ascending")]).slice(0, request.k)
+    return result_table(rows, request.columns, model)
+
+
+def _filter_error(exc: Exception, request: SearchRequest) -> Exception:
+    """A LanceDB error caused by the user's where-clause, as the SpecError naming it."""
+    if request.filters.where is not None:
+        return SpecError("filters.where", str(exc).splitlines()[0][:300])
+    return exc
+
+
+def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> SearchResult:
+    """The ``request.k`` stored rows of ``table_name`` nearest to the query that pass the
+    filters (fewer only when fewer match), nearest first."""
+    started = time.perf_counter()
+    profile = table_profile(store, table_name)
+    dataset = profile.dataset
+    resolved = resolve_query(profile, request)
+    compiled = compile_filters(request.filters)
+    excluded = resolved.keys if request.exclude_query else ()
+    columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
+    try:
+        allowlist, allowed = _polygon_allowlist(dataset, compiled) if compiled.polygon else (None, None)
+        if allowed == 0:
+            route, rows = Route("exact", "no row inside the polygon", 0), None
+        else:
+            route = choose_route(profile, request.metric,
+                                 lambda: allowed if allowed is not None else profile.estimate(compiled.sql),
+                                 request.exact)
+            if allowed is not None:  # the polygon test counted the matching rows exactly
+                route = replace(route, matched=allowed)
+            fetch = request.k + len(excluded)
+            rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+            if route.kind == "ann" and rows.num_rows < fetch:  # cannot fill k: the estimate was off
+                route = Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact", route.matched)
+                rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+    except (ValueError, OSError) as exc:
+        raise _filter_error(exc, request) from exc
+    if rows is None:
+        rows = pa.schema([*(dataset.schema.field(c) for c in columns), pa.field("_distance", pa.float32())]).empty_table()
+    return SearchResult(_finish(rows, excluded, request, profile.model), request.metric, request.k, route.kind,
+                        route.matched, resolved.keys, time.perf_counter() - started, [route.reason])

@@ -1,0 +1,84 @@
+"""What every request shares: settings, the store, ingest jobs and cached producers."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from rsembed_db.producers.base import Producer
+from rsembed_db.producers.catalog import get_embedder, is_product, make_producer
+from rsembed_db.producers.onthefly import OnTheFlyProducer
+from rsembed_db.service.errors import ApiError
+from rsembed_db.service.jobs import IngestJobs
+from rsembed_db.service.settings import ServiceSettings
+from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.factory import make_source
+from rsembed_db.specs.canonical import canonical_json
+from rsembed_db.specs.sensor import SensorSpec
+from rsembed_db.specs.temporal import TemporalSpec
+from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.tiling.chip_grid import ChipGrid
+
+NO_IMAGERY = ("this server has no imagery for on-the-fly models: start it with --imagery PATH or "
+              "--source, or set RSEMBED_IMAGERY / RSEMBED_SOURCE")
+
+
+class NoImagery:
+    """The source of on-the-fly models when the server has neither ``imagery`` nor
+    ``source``: stored keys are still served, a miss answers 503 naming ``imagery``."""
+
+    name = "none"
+
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
+        raise ApiError(503, "imagery", NO_IMAGERY)
+
+
+class ServiceContext:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.store = EmbeddingStore(settings.db)
+        self.jobs = IngestJobs(self.store, settings.ingest_workers)
+        self._producers: dict[tuple[str, str], Producer] = {}
+        self._source: ImagerySource | None = None
+        self._lock = threading.Lock()
+
+    def producer(self, model: str, model_config: dict[str, Any] | None = None) -> Producer:
+        """The (cached) producer of ``model`` over the server's imagery."""
+        config = dict(model_config or {})
+        cache_key = (model, canonical_json(config))
+        with self._lock:
+            if cache_key not in self._producers:
+                self._producers[cache_key] = self._make(model, config)
+            return self._producers[cache_key]
+
+    def _make(self, model: str, config: dict[str, Any]) -> Producer:
+        if is_product(model):
+            return make_producer(model, model_config=config)
+        return OnTheFlyProducer(get_embedder(model, **config), self._imagery())
+
+    def _imagery(self) -> ImagerySource:
+        """One source shared by every model (shared scans and fetch statistics)."""
+        if self._source is None:
+            settings = self.settings
+            configured = settings.source or settings.imagery
+            self._source = (make_source(settings.source, list(settings.imagery) or None, settings.imagery_date)
+                            if configured else NoImagery())
+        return self._source
+
+    @staticmethod
+    def require_imagery(producer: Producer) -> None:
+        """503 naming ``imagery`` when ``producer`` computes from imagery the server lacks."""
+        if isinstance(getattr(producer, "source", None), NoImagery):
+            raise ApiError(503, "imagery", NO_IMAGERY)
+
+    def close(self) -> None:
+        self.jobs.shutdown()
+
+
+def context(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+Context = Annotated[ServiceContext, Depends(context)]

@@ -1,0 +1,60 @@
+"""``POST /v1/search``: similarity search (``query.search``) over one model table."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.responses import JSONResponse
+
+from rsembed_db.errors import SpecError
+from rsembed_db.producers.catalog import model_table, model_variant
+from rsembed_db.query.formats import ARROW_STREAM, JSON, ipc_stream_bytes
+from rsembed_db.query.request import SearchRequest
+from rsembed_db.query.search import search
+from rsembed_db.service import params
+from rsembed_db.service.auth import Reader
+from rsembed_db.service.context import Context
+from rsembed_db.service.errors import ApiError
+from rsembed_db.service.limits import negotiate
+
+router = APIRouter(prefix="/v1", tags=["search"])
+GEOJSON = "application/geo+json"
+FORMATS = (JSON, GEOJSON, ARROW_STREAM)
+EXAMPLE = {"model": "mosaiks", "near": [12.6, 52.49], "k": 10, "metric": "cosine",
+           "filters": {"year": 2017, "bbox": [12.5, 52.45, 12.7, 52.52]}}
+
+
+@router.post("/search", summary="Similarity search over a model's table", response_model=None, responses={
+    200: {"description": "Nearest rows first.", "content": {JSON: {}, GEOJSON: {}, ARROW_STREAM: {}}}})
+def post_search(
+    body: Annotated[dict[str, Any], Body(
+        description="`model` (+ `model_config`) or `table`, plus a SearchRequest: exactly one of vector, "
+                    "key, near [lon, lat], h3, positives (+ negatives); k, metric, filters, exclude_query, "
+                    "include_vector, exact.", examples=[EXAMPLE])],
+    request: Request, ctx: Context, _: Reader,
+) -> Response | dict[str, Any]:
+    media = negotiate(request.headers.get("accept"), FORMATS)
+    fields = dict(body)
+    table, model = fields.pop("table", None), fields.pop("model", None)
+    config = fields.pop("model_config", None)
+    if (table is None) == (model is None):
+        raise SpecError("model", "give model (and optionally model_config) or table")
+    search_request = SearchRequest.from_dict(fields)
+    if table is None:
+        table = model_table(model, params.model_config(config))
+        if search_request.filters.model_config is None:  # stay within one model variant
+            variant = model_variant(model, params.model_config(config))
+            search_request = replace(search_request, filters=replace(search_request.filters, model_config=variant))
+    if table not in ctx.store.table_names():
+        raise ApiError(404, "table" if model is None else "model", f"nothing stored in table {table!r}",
+                       allowed=ctx.store.table_names())
+    result = search(ctx.store, table, search_request)
+    if media == ARROW_STREAM:
+        return Response(ipc_stream_bytes(result.to_arrow()), media_type=ARROW_STREAM)
+    if media == GEOJSON:
+        return JSONResponse(result.to_geojson(), media_type=GEOJSON)
+    return {"table": table, "metric": result.metric, "k": result.k, "route": result.route,
+            "matched": result.matched, "query_keys": list(result.query_keys),
+            "seconds": round(result.seconds, 4), "notes": result.notes, "results": result.to_dicts()}

@@ -1,0 +1,221 @@
+"""EmbeddingStore: LanceDB tables of embeddings plus the failure log.
+
+Every write is a ``merge_insert`` on ``key``: a Lance commit is atomic, so a run killed
+at any point leaves whole commits only, and a replay updates rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from lancedb.index import BTree
+
+from rsembed_db.errors import SpecError
+from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
+from rsembed_db.store.schema import (
+    FAILURE_SCHEMA,
+    FAILURES_TABLE,
+    embedding_schema,
+    failures_to_arrow,
+    records_to_arrow,
+    vector_dim,
+)
+
+KEY_CHUNK = 512  # keys per IN (...) lookup
+SCAN_RATIO = 8  # scan the key column when keys x SCAN_RATIO >= rows
+
+
+def default_db_path() -> str:
+    """``$RSEMBED_DB`` or ``./rsembed.lance``."""
+    return os.environ.get("RSEMBED_DB", "rsembed.lance")
+
+
+def sql_quote(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    rows: int
+    dim: int
+    models: tuple[str, ...]
+
+
+class EmbeddingStore:
+    """A directory (or object-store URI) of LanceDB tables."""
+
+    def __init__(self, uri: str | Path | None = None) -> None:
+        self.uri = str(uri or default_db_path())
+        self.db = lancedb.connect(self.uri)
+        self._lock = threading.Lock()
+        # Commits from this process's threads (ingest jobs, compute-on-miss) go one at a
+        # time: concurrent index creation on one table is a commit conflict Lance does not retry.
+        self._write_lock = threading.RLock()
+        self._tables: dict[str, Any] = {}
+        self._datasets: dict[str, Any] = {}
+
+    # tables ---------------------------------------------------------------
+    def _all_tables(self) -> list[str]:
+        names: list[str] = []
+        token = None
+        while True:
+            page = self.db.list_tables(page_token=token)
+            names += page.tables
+            token = page.page_token
+            if not token:
+                return names
+
+    def table_names(self) -> list[str]:
+        return sorted(n for n in self._all_tables() if n != FAILURES_TABLE)
+
+    def has_table(self, name: str) -> bool:
+        return name in self._all_tables()
+
+    def table(self, name: str):
+        """An existing table; SpecError naming ``table`` when absent."""
+        with self._lock:
+            if name not in self._tables:
+                if not self.has_table(name):
+                    raise SpecError("table", f"no table {name!r} in {self.uri}", self.table_names())
+                self._tables[name] = self.db.open_table(name)
+            table = self._tables[name]
+        table.checkout_latest()
+        return table
+
+    def ensure_table(self, name: str, dim: int):
+        """Open or create the table for vectors of width ``dim``; refuses a width mismatch."""
+        with self._lock:
+            if name not in self._tables:
+                self._tables[name] = self.db.create_table(name, schema=embedding_schema(dim), exist_ok=True)
+            table = self._tables[name]
+        existing = vector_dim(table.schema)
+        if existing != dim:
+            raise SpecError("model", f"table {name!r} holds {existing}-d vectors, got {dim}-d; "
+                            "use another model variant name")
+        return table
+
+    def info(self) -> list[TableInfo]:
+        out = []
+        for name in self.table_names():
+            table = self.table(name)
+            models = table.to_lance().to_table(columns=["model"])["model"]
+            out.append(TableInfo(name, table.count_rows(), vector_dim(table.schema),
+                                 tuple(sorted(set(models.to_pylist())))))
+        return out
+
+    # writes ---------------------------------------------------------------
+    def write(self, table_name: str, records: list[EmbeddingRecord], dim: int) -> int:
+        """Upsert records by key in one atomic commit; returns the number written."""
+        if not records:
+            return 0
+        table = self.ensure_table(table_name, dim)
+        data = records_to_arrow(records, dim)
+        with self._write_lock:
+            (table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all()
+             .execute(data))
+            self._ensure_key_index(table)
+            self.clear_failures(r.request.key for r in records)
+        return len(records)
+
+    def _ensure_key_index(self, table) -> None:
+        if not any(idx.columns == ["key"] for idx in table.list_indices()):
+            table.create_index("key", config=BTree())
+
+    # reads ----------------------------------------------------------------
+    def existing_keys(self, table_name: str, keys: list[str], need_grid: bool = False) -> set[str]:
+        """The subset of ``keys`` already stored (with a grid, when ``need_grid``)."""
+        if not keys or not self.has_table(table_name):
+            return set()
+        table = self.table(table_name)
+        if len(keys) > KEY_CHUNK and len(keys) * SCAN_RATIO >= table.count_rows():
+            # Many keys against a table not much larger: one scan of the key column beats
+            # hundreds of IN (...) queries.
+            column = table.to_lance().to_table(
+                columns=["key"], filter="grid IS NOT NULL" if need_grid else None)["key"]
+            return set(column.filter(pc.is_in(column, value_set=pa.array(keys))).to_pylist())
+        found: set[str] = set()
+        extra = " AND grid IS NOT NULL" if need_grid else ""
+        for i in range(0, len(keys), KEY_CHUNK):
+            chunk = keys[i:i + KEY_CHUNK]
+            rows = (table.search().where(f"key IN ({sql_quote(chunk)}){extra}")
+                    .select(["key"]).limit(len(chunk)).to_arrow())
+            found.update(rows["key"].to_pylist())
+        return found
+
+    def get(self, table_name: str, key: str, columns: list[str] | None = None) -> dict[str, Any] | None:
+        """One row as a dict, or None."""
+        if not self.has_table(table_name):
+            return None
+        rows = self.dataset(table_name).to_table(columns=columns or None, filter=f"key = {sql_quote([key])}", limit=1)
+        return rows.to_pylist()[0] if rows.num_rows else None
+
+    def dataset(self, name: str):
+        """Table ``name`` at its latest version as a Lance dataset. One handle per table is
+        kept and moved forward with ``checkout_version``, which keeps its caches: a fresh
+        handle reloads the indexes (3-6 ms per query)."""
+        with self._lock:
+            dataset = self._datasets.get(name)
+        if dataset is None:
+            dataset = self.table(name).to_lance()  # SpecError when absent
+        elif dataset.latest_version != dataset.version:
+            dataset = dataset.checkout_version(dataset.latest_version)
+        with self._lock:
+            self._datasets[name] = dataset
+        return dataset
+
+    def vectors(self, table_name: str, where: str | None = None,
+                columns: tuple[str, ...] = ("key", "tile_id", "lon", "lat", "h3")) -> tuple[pa.Table, np.ndarray]:
+        """Metadata columns and an (N, D) float32 matrix of the rows matching ``where``."""
+        dataset = self.table(table_name).to_lance()
+        data = dataset.to_table(columns=[*columns, "vector"], filter=where)
+        flat = pc.list_flatten(data["vector"]).to_numpy(zero_copy_only=False)
+        matrix = flat.astype(np.float32, copy=False).reshape(len(data), vector_dim(self.table(table_name).schema))
+        return data.drop_columns(["vector"]), matrix
+
+    # failures -------------------------------------------------------------
+    def _failures(self):
+        with self._lock:
+            if FAILURES_TABLE not in self._tables:
+                self._tables[FAILURES_TABLE] = self.db.create_table(
+                    FAILURES_TABLE, schema=FAILURE_SCHEMA, exist_ok=True)
+            return self._tables[FAILURES_TABLE]
+
+    def record_failures(self, table_name: str, failures: list[FailureRecord]) -> None:
+        if failures:
+            with self._write_lock:
+                (self._failures().merge_insert("key").when_matched_update_all()
+                 .when_not_matched_insert_all().execute(failures_to_arrow(failures, table_name)))
+
+    def clear_failures(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if not keys or not self.has_table(FAILURES_TABLE):
+            return
+        table = self._failures()
+        with self._write_lock:
+            table.checkout_latest()
+            for i in range(0, len(keys), KEY_CHUNK):
+                where = f"key IN ({sql_quote(keys[i:i + KEY_CHUNK])})"
+                if table.count_rows(where):  # a delete of nothing would still commit a version
+                    table.delete(where)
+
+    def failures(self, table_name: str | None = None) -> list[dict[str, Any]]:
+        if not self.has_table(FAILURES_TABLE):
+            return []
+        table = self._failures()
+        table.checkout_latest()
+        where = f"table_name = {sql_quote([table_name])}" if table_name else None
+        rows = table.to_lance().to_table(filter=where).to_pylist()
+        for row in rows:
+            row["request"] = json.loads(row["request"])
+        return sorted(rows, key=lambda r: r["tile_id"])

@@ -1,1 +1,0 @@
-"""Embedders and their registry."""
