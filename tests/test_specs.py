@@ -90,8 +90,8 @@ def test_grid_cell_validation_and_id():
 
 def test_temporal_year_is_half_open_range():
     year = TemporalSpec.year(2022)
-    assert (year.start.isoformat(), year.end.isoformat()) == ("2022-01-01", "2023-01-01")
-    assert year.contains(year.start) and not year.contains(year.end)
+    assert (year.start_date.isoformat(), year.end_date.isoformat()) == ("2022-01-01", "2023-01-01")
+    assert year.contains(year.start_date) and not year.contains(year.end_date)
     assert year.calendar_year == 2022 and TemporalSpec.range("2022-03-01", "2022-04-01").calendar_year is None
 
 

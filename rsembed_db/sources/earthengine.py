@@ -120,7 +120,7 @@ class EarthEngineSource:
             "times": collection.aggregate_array("system:time_start"),
         }).getInfo())
         if not scenes["ids"]:
-            raise TileFailure(f"no {family.names[0]} scene in window {temporal.start}..{temporal.end} "
+            raise TileFailure(f"no {family.names[0]} scene in window {temporal.start_date}..{temporal.end_date} "
                               f"intersects tile (cloudy_pct={sensor.cloudy_pct:g})")
         image = self._composite(ee, family, collection, sensor, bands)
         data, valid, requests = self._pixels(ee, image, bands, grid)
@@ -148,7 +148,7 @@ class EarthEngineSource:
             collection = collection.merge(ee.ImageCollection(other))
         footprint = ee.Geometry.Rectangle(list(transform_bounds(grid.crs, "EPSG:4326", *grid.bounds,
                                                                 densify_pts=21)))
-        collection = collection.filterDate(temporal.start.isoformat(), temporal.end.isoformat())
+        collection = collection.filterDate(temporal.start_date.isoformat(), temporal.end_date.isoformat())
         collection = collection.filterBounds(footprint)
         for condition in family.filters(ee, sensor, bands):
             collection = collection.filter(condition)

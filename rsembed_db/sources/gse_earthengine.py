@@ -74,7 +74,7 @@ class GseEarthEngineSource:
         west, south, east, north = transform_bounds(grid.crs, WGS84, *grid.bounds, densify_pts=21)
         region = ee.Geometry.Rectangle([west, south, east, north], WGS84, False)
         image = (ee.ImageCollection(COLLECTION)
-                 .filterDate(temporal.start.isoformat(), temporal.end.isoformat())
+                 .filterDate(temporal.start_date.isoformat(), temporal.end_date.isoformat())
                  .filterBounds(region).mosaic().select(list(BANDS)).unmask(MASK_FILL, False))
         out = np.empty((len(BANDS), grid.height, grid.width), dtype=np.float32)
         t, step = grid.transform, self.block_pixels

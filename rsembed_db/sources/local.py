@@ -163,7 +163,7 @@ class LocalImagerySource:
 
 
 def _window(temporal: TemporalSpec) -> str:
-    return f"{temporal.start.isoformat()}..{temporal.end.isoformat()}"
+    return f"{temporal.start_date.isoformat()}..{temporal.end_date.isoformat()}"
 
 
 def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:

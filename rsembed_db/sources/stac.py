@@ -121,7 +121,7 @@ class StacImagerySource:
 
         collection = self.collection or sensor.collection
         client = self.client()
-        start, end = _utc(temporal.start), _utc(temporal.end)
+        start, end = _utc(temporal.start_date), _utc(temporal.end_date)
         cloudy = None if sensor.cloudy_pct >= 100 or any(
             normalise_band(b) in SAR_BANDS for b in sensor.bands) else float(sensor.cloudy_pct)
         query = {"collections": [collection],
@@ -140,7 +140,7 @@ class StacImagerySource:
         items = self.search(grid, temporal, sensor)
         collection = self.collection or sensor.collection
         if not items:
-            raise TileFailure(f"no {collection} item in window {temporal.start}..{temporal.end} "
+            raise TileFailure(f"no {collection} item in window {temporal.start_date}..{temporal.end_date} "
                               f"intersects tile (cloudy_pct={sensor.cloudy_pct:g})")
         assets = [[band_asset(item, band) for band in sensor.bands] for item in items]
         with ThreadPoolExecutor(max_workers=self.read_workers, thread_name_prefix="cog") as pool:

@@ -78,7 +78,7 @@ class ProductProducer(BulkProducer):
         if year is None:
             raise SpecError("temporal", f"{self.name} is an annual product: use a calendar-year "
                             f"window (--year Y, TemporalSpec.year(Y)) with Y in {span}, got "
-                            f"[{temporal.start}, {temporal.end})")
+                            f"[{temporal.start_date}, {temporal.end_date})")
         if year not in self.years:
             raise SpecError("year", f"{self.name} covers {span}, got {year}")
         return year
@@ -90,4 +90,4 @@ class ProductProducer(BulkProducer):
     def _meta_base(self, temporal: TemporalSpec) -> dict[str, Any]:
         return {"model": self.model, "source": self.description.source,
                 "temporal": temporal.to_dict(), "input_time": temporal.midpoint.isoformat(),
-                "year": temporal.start.year}
+                "year": temporal.start_date.year}
