@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m pytest -q
 bash scripts/setup_zoo.sh
-.venv-zoo/bin/python -m pytest -q tests/test_model_zoo.py tests/test_zoo_registry.py
+.venv-zoo/bin/python -m pytest -q tests/test_model_zoo.py tests/test_zoo_registry.py tests/zoo
