@@ -29,6 +29,7 @@ class ModelDescription:
     weights: str = ""
     licence: str = ""
     summary: str = ""
+    citation: str = ""  # the paper to cite: authors, title, venue, year
     modalities: tuple[str, ...] = ("optical",)
     config: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # precomputed products: where the published embeddings come from
