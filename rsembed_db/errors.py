@@ -70,5 +70,9 @@ class TileFailure(RsembedError, RuntimeError):
     """A tile that cannot be computed (no imagery, no valid pixel...): recorded, not fatal."""
 
 
+class BadInput(TileFailure):
+    """A fetched input failed its quality check (``SensorSpec.check_input``)."""
+
+
 class WriteConflict(RsembedError, RuntimeError):
     """A commit lost to a concurrent writer more often than its retries allow."""

@@ -46,7 +46,7 @@ def fetches(monkeypatch):
     return calls
 
 
-def run(target, config=ExportConfig(), **kwargs):
+def run(target, config=ExportConfig(save_inputs=False), **kwargs):
     return export_batch(spatials=kwargs.pop("spatials", POINTS), temporal=YEAR,
                         models=kwargs.pop("models", MODELS), target=target, config=config,
                         imagery=SCENE, **kwargs)
@@ -89,31 +89,32 @@ def test_resume_skips_matching_outputs_and_redoes_changed_ones(tmp_path, fetches
     first = run(target)
     mtime = (tmp_path / "run.npz").stat().st_mtime_ns
     fetches.clear()
-    again = run(target, ExportConfig(resume=True))
+    again = run(target, ExportConfig(save_inputs=False, resume=True))
     assert again["resume_skipped"] is True and fetches == []
     assert again["fingerprint"] == first["fingerprint"]
     assert (tmp_path / "run.npz").stat().st_mtime_ns == mtime
-    changed = run(target, ExportConfig(resume=True), models=["mosaiks"])
+    changed = run(target, ExportConfig(save_inputs=False, resume=True), models=["mosaiks"])
     assert "resume_skipped" not in changed and changed["fingerprint"] != first["fingerprint"]
     assert len(fetches) == 3
 
 
 def test_per_item_netcdf_resumes_only_missing_items(tmp_path, fetches):
-    target = ExportTarget.per_item(tmp_path / "items", names=["a", "b", "c"], format="netcdf")
-    manifests = run(target, models=MODELS[:1])
+    target = ExportTarget.per_item(tmp_path / "items", names=["a", "b", "c"])
+    netcdf = ExportConfig(format="netcdf", save_inputs=False)
+    manifests = run(target, netcdf, models=MODELS[:1])
     assert [m["n_items"] for m in manifests] == [1, 1, 1]
     with xr.open_dataset(tmp_path / "items" / "b.nc") as ds:
         assert ds["embedding__mosaiks"].shape == (1, 16)
         assert ds["item"].values.tolist() == ["b"]
     (tmp_path / "items" / "b.manifest.json").unlink()
     fetches.clear()
-    again = run(target, ExportConfig(resume=True), models=MODELS[:1])
+    again = run(target, ExportConfig(format="netcdf", save_inputs=False, resume=True), models=MODELS[:1])
     assert [m.get("resume_skipped", False) for m in again] == [True, False, True]
     assert len(fetches) == 1
 
 
 def test_parquet_rows_per_item_and_model(tmp_path):
-    run(ExportTarget.combined(tmp_path / "run", format="parquet"), ExportConfig(save_inputs=True))
+    run(ExportTarget.combined(tmp_path / "run"), ExportConfig(format="parquet", save_inputs=True))
     table = pq.read_table(tmp_path / "run.parquet").to_pylist()
     assert len(table) == 6
     assert {(row["item"], row["model"]) for row in table} == {(i, m) for i in range(3)
@@ -126,15 +127,17 @@ def test_parquet_rows_per_item_and_model(tmp_path):
 
 def test_store_format_writes_rows_and_resumes(tmp_path, fetches):
     store = EmbeddingStore(tmp_path / "db")
-    target = ExportTarget.combined(tmp_path / "exports" / "run", format="store")
-    manifest = run(target, store=store, models=MODELS[:1])
+    target = ExportTarget.combined(tmp_path / "exports" / "run")
+    to_store = ExportConfig(format="store", save_inputs=False)
+    manifest = run(target, to_store, store=store, models=MODELS[:1])
     assert manifest["path"] == store.uri
     assert (tmp_path / "exports" / "run.manifest.json").exists()
     table = manifest["models"][0]["table"]
     assert table == "mosaiks_d16"
     for item in manifest["items"]:
         assert store.get(table, item["models"]["mosaiks"]["key"]) is not None
-    assert run(target, ExportConfig(resume=True), store=store, models=MODELS[:1])["resume_skipped"]
+    assert run(target, ExportConfig(format="store", save_inputs=False, resume=True), store=store,
+               models=MODELS[:1])["resume_skipped"]
     fetches.clear()
     npz = run(ExportTarget.combined(tmp_path / "from_store"), store=store, models=MODELS[:1])
     assert fetches == [] and all(i["models"]["mosaiks"]["from_store"] for i in npz["items"])
@@ -148,7 +151,7 @@ def test_failed_rois_are_recorded_not_fatal(tmp_path):
     data = np.load(tmp_path / "run.npz")
     assert data["ok__mosaiks"].tolist() == [True, False]
     assert np.isnan(data["embedding__mosaiks"][1]).all()
-    again = run(ExportTarget.combined(tmp_path / "run"), ExportConfig(resume=True),
+    again = run(ExportTarget.combined(tmp_path / "run"), ExportConfig(save_inputs=False, resume=True),
                 spatials=[POINTS[0], OUTSIDE], models=MODELS[:1])
     assert "resume_skipped" not in again      # partial outputs are redone
 
@@ -163,7 +166,7 @@ def test_grid_output_exports_grids_and_transforms(tmp_path):
 
 def test_invalid_targets(tmp_path):
     with pytest.raises(SpecError, match="store"):
-        run(ExportTarget.combined(tmp_path / "x", format="store"))
+        run(ExportTarget.combined(tmp_path / "x"), ExportConfig(format="store"))
     with pytest.raises(SpecError, match="target.names"):
         run(ExportTarget.per_item(tmp_path / "x", names=["only-one"]))
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from affine import Affine
 from shapely.geometry import box
 
-from rsembed_db.models.input_prep import owned_spans, run_with_input_prep, tile_starts
+from rsembed_db.models.input_prep import feature_crops, owned_spans, run_with_input_prep, tile_starts
 from rsembed_db.models.pooling import pool
 from rsembed_db.specs import InputPrepSpec, SpecError
 from rsembed_db.tiling.chip_grid import ChipGrid
@@ -59,51 +59,64 @@ def test_stride_must_equal_tile_size():
     assert InputPrepSpec(mode="tile", tile_size=4, tile_stride=4).tile_stride == 4
 
 
+def test_feature_crops_snap_cuts_to_patch_edges_in_order():
+    assert feature_crops([0, 76], [(0, 150), (150, 300)], 224, 14) == [(0, 9), (4, 14)]
+    assert feature_crops([0, 3], [(0, 3), (3, 7)], 4, 1) == [(0, 1), (0, 1)]
+    assert feature_crops([0, 4], [(0, 4), (4, 8)], 4, 2) == [(0, 2), (0, 2)]
+    assert feature_crops([0], [(0, 3)], 4, 4) == [(0, 3)]            # padding cropped
+
+
 def test_pooled_mean_weighted_by_owned_area():
-    # Width 7, tile 4: tiles [0, 4) and [3, 7) own widths 3 and 4.
+    # Width 7, tile 4: tiles [0, 4) and [3, 7) own widths 3 and 4; one patch per tile.
     data = np.zeros((1, 4, 7), np.float32)
     data[:, :, 3:] = 7.0                      # tile means: 7/4 and 7
     fmap = run(data, InputPrepSpec("tile"), 4, patch_means(4))
-    assert fmap.values.shape == (1, 1, 7)
-    assert fmap.values[0, 0].tolist() == [1.75] * 3 + [7.0] * 4
-    assert fmap.transform == T @ Affine.scale(1, 4)
+    assert fmap.values.shape == (1, 1, 2)     # the patch layout: one cell per tile
+    assert fmap.values[0, 0].tolist() == [1.75, 7.0]
+    assert fmap.transform == T @ Affine.scale(3.5, 4)
     assert pool(fmap, grid_for(4, 7)).tolist() == [(3 * 1.75 + 4 * 7.0) / 7]
+    assert pool(fmap, grid_for(4, 7), "max").tolist() == [7.0]
 
 
-def test_vit_sized_tiles_stitch_on_a_two_pixel_grid():
-    # 300 px, tile 224, 16 px patches: starts [0, 76], cut at 150, cells of 2 px.
+def test_vit_sized_tiles_stitch_on_the_patch_layout():
+    # 300 px, tile 224, 16 px patches: starts [0, 76], cut at 150, snapped to 144 | 140.
     x = np.arange(300, dtype=np.float32)
     data = np.broadcast_to(x, (1, 300, 300)).copy()
     calls: list[int] = []
     fmap = run(data, InputPrepSpec("tile"), 224, patch_means(16, calls), grid_output=True)
     assert calls == [4]                       # all tiles in one batch
     assert fmap.meta["input_prep"]["starts_x"] == [0, 76]
-    assert fmap.values.shape == (1, 150, 150)
-    assert fmap.transform == T @ Affine.scale(2, 2)
+    assert fmap.values.shape == (1, 19, 19)
+    assert fmap.meta["input_prep"]["stitched_grid"] == [19, 19]
+    assert fmap.transform == T @ Affine.scale(300 / 19, 300 / 19)
+    expected = [16 * k + 7.5 for k in range(9)] + [76 + 16 * k + 7.5 for k in range(4, 14)]
+    assert fmap.values[0, 0].tolist() == expected
+    # Pooled: per-tile means (111.5 for tiles at x=0, 187.5 at x=76), weighted by owned area 150 x 150 each.
+    assert pool(fmap, grid_for(300, 300))[0] == pytest.approx((111.5 + 187.5) / 2, rel=1e-7)
 
-    def owned_patch_mean(p: float) -> float:
-        start = 0 if p < 150 else 76
-        return start + 16 * ((p - start) // 16) + 7.5
 
-    centres = np.arange(150) * 2 + 1.0
-    assert fmap.values[0, 0].tolist() == [owned_patch_mean(c) for c in centres]
-    per_pixel = [owned_patch_mean(p + 0.5) for p in range(300)]
-    assert pool(fmap, grid_for(300, 300))[0] == pytest.approx(np.mean(per_pixel), rel=1e-6)
+def test_a_chip_that_fits_one_tile_runs_the_plain_model_call():
+    data = np.random.default_rng(0).uniform(0, 1, (2, 4, 3)).astype(np.float32)
+    resized = run(data, InputPrepSpec("resize"), 4, patch_means(2), grid_output=True)
+    for prep in (InputPrepSpec("tile"), InputPrepSpec("auto"), InputPrepSpec.tile(tile_size=6)):
+        other = run(data, prep, 4, patch_means(2), grid_output=True)
+        assert np.array_equal(other.values, resized.values) and other.transform == resized.transform
+        assert other.meta == resized.meta and other.tiles is None
 
 
 def test_pad_edges_pads_short_axes_and_crops_the_padding():
-    data = np.arange(9, dtype=np.float32).reshape(1, 3, 3)
+    data = np.arange(21, dtype=np.float32).reshape(1, 3, 7)   # rows: one padded tile; cols: two
     fmap = run(data, InputPrepSpec("tile", pad_edges=True), 4, patch_means(1))
-    assert fmap.values.shape == (1, 3, 3)     # padded cells are not part of the grid
+    assert fmap.values.shape == (1, 3, 7)     # padded cells are not part of the grid
     assert np.array_equal(fmap.values[0], data[0])
     assert fmap.transform == T
 
 
 def test_without_pad_edges_a_short_axis_is_stretched_to_the_model_size():
-    data = np.ones((1, 3, 3), np.float32)
+    data = np.ones((1, 3, 7), np.float32)
     fmap = run(data, InputPrepSpec("tile", pad_edges=False), 4, patch_means(1))
-    assert fmap.values.shape == (1, 3, 3)     # 4 patches over 3 px: one-pixel cells
-    assert fmap.meta["input_prep"]["cell_px"] == [1.0, 1.0]
+    assert fmap.values.shape == (1, 4, 7)     # 4 patches over the 3 stretched rows
+    assert fmap.transform == T @ Affine.scale(1, 3 / 4)
 
 
 def test_resize_georeferences_the_patch_grid_on_the_chip():
@@ -124,11 +137,12 @@ def test_auto_tiles_grid_output_within_max_tiles_else_resizes():
 
 
 def test_tile_size_defaults_to_model_size_and_can_differ_from_it():
-    data = np.ones((1, 8, 8), np.float32)
+    data = np.ones((1, 16, 16), np.float32)
     calls: list[int] = []
     fmap = run(data, InputPrepSpec("tile", tile_size=8), 4, patch_means(2, calls))
-    assert calls == [1] and fmap.meta["input_prep"]["tile_size"] == 8
-    assert fmap.transform == T @ Affine.scale(4, 4)              # 8 px tile -> 2 cells
+    assert calls == [4] and fmap.meta["input_prep"]["tile_size"] == 8
+    assert fmap.values.shape == (1, 4, 4)
+    assert fmap.transform == T @ Affine.scale(4, 4)              # 8 px tiles -> 2 cells each
 
 
 def test_patch_validity_needs_half_the_pixels():

@@ -148,12 +148,13 @@ def test_output_and_input_prep():
 
 
 def test_export_specs():
-    target = ExportTarget.per_item("out", names=["a", "b"], format="netcdf")
-    assert target.names == ("a", "b") and target.mode == "per_item"
-    _raises("target.format", ExportTarget.combined, "x.zip", format="zip")
+    target = ExportTarget.per_item("out", names=["a", "b"])
+    assert target.names == ["a", "b"] and target.mode == "per_item" and target.out_dir == "out"
+    assert ExportTarget.combined(out_file="x.npz").out_file == "x.npz"
+    _raises("config.format", ExportConfig, format="zip")
     _raises("target.names", ExportTarget.per_item, "out", names=["a", "a"])
-    _raises("chunk_size", ExportConfig, chunk_size=0)
-    _raises("save_embeddings", ExportConfig, save_inputs=False, save_embeddings=False)
+    _raises("config.chunk_size", ExportConfig, chunk_size=0)
+    _raises("config.save_embeddings", ExportConfig, save_inputs=False, save_embeddings=False)
     _raises("name", ExportModelRequest, "")
 
 

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from rsembed_db.api import enable_pretty_warnings
 from rsembed_db.cli import catalog, export, export_batch, ingest, inspect, maintain, retrieve, search, serve, sql
 from rsembed_db.cli.errors import exit_code
 from rsembed_db.errors import RsembedError
@@ -36,6 +37,7 @@ def main() -> None:
 
     Usage errors (unknown option, missing argument) are typer's own: a message, exit 2.
     """
+    enable_pretty_warnings()
     try:
         app()
     except RsembedError as exc:

@@ -29,7 +29,8 @@ def export_batch(
     end: Annotated[Optional[str], typer.Option()] = None,
     output: Annotated[str, typer.Option(help="pooled or grid.")] = "pooled",
     pooling: Annotated[str, typer.Option(help="mean or max.")] = "mean",
-    input_prep: Annotated[str, typer.Option(help="resize, tile or auto.")] = "resize",
+    input_prep: Annotated[Optional[str], typer.Option(
+        help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
     source: Annotated[Optional[str], typer.Option(
         help="local:<path>, gee[:<project>] or stac:<url>[#collection].")] = None,
     imagery: Annotated[Optional[list[Path]], typer.Option(help="Local rasters.")] = None,
@@ -48,12 +49,12 @@ def export_batch(
     require_choice("output", output, ("pooled", "grid"))
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)
     names = [tile_id(s) for s in spatials]
-    target = (ExportTarget.per_item(out, names, format) if per_item else ExportTarget.combined(out, format))
+    target = ExportTarget.per_item(out, names=names) if per_item else ExportTarget.combined(out)
     model_config = parse_config(config)
     result = run_export(
         spatials=spatials, temporal=temporal_from_options(year, start, end),
         models=[ExportModelRequest(m, model_config=model_config) for m in model],
-        target=target, config=ExportConfig(save_inputs=save_inputs, chunk_size=chunk_size,
+        target=target, config=ExportConfig(format=format, save_inputs=save_inputs, chunk_size=chunk_size,
                                            num_workers=workers, resume=resume),
         output=OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling),
         input_prep=input_prep, store=db, source=source, imagery=imagery, imagery_date=imagery_date)

@@ -49,6 +49,8 @@ def ingest(
     commit_every: Annotated[Optional[int], typer.Option(
         help="Rows per atomic commit (default: 64 for models, 16384 for precomputed products).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Plan and count only; compute nothing.")] = False,
+    input_prep: Annotated[Optional[str], typer.Option(
+        help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
 ) -> None:
     """Compute and store embeddings for every tile of REGION (resumable, idempotent)."""
     require_choice("output", output, ("pooled", "grid", "both"))
@@ -60,7 +62,7 @@ def ingest(
     producer = make_producer(model, imagery, imagery_date, parse_config(config), source)
     fetches = getattr(getattr(producer, "source", None), "stats", None)
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)
-    requests = producer.requests(spatials, temporal, out_spec)
+    requests = producer.requests(spatials, temporal, out_spec, input_prep=input_prep)
     store = EmbeddingStore(db)
     options = IngestOptions(batch_size=batch_size, workers=workers, commit_every=commit_every)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),

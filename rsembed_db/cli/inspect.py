@@ -13,7 +13,7 @@ from rich.table import Table
 
 from rsembed_db.cli.options import parse_config, temporal_from_options
 from rsembed_db.errors import SpecError
-from rsembed_db.inspect import inspect_gee_patch
+from rsembed_db.inspect import inspect_provider_patch
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.spatial import PointBuffer
 
@@ -43,13 +43,14 @@ def inspect(
         if not (collection and bands):
             raise SpecError("model", "give --model, or --collection with --bands")
         sensor = SensorSpec(collection, tuple(bands), scale_m=scale_m)
-    report = inspect_gee_patch(spatial=PointBuffer(lon, lat, buffer_m),
-                               temporal=temporal_from_options(year, start, end), model=model,
-                               sensor=sensor, source=source, imagery=imagery, imagery_date=imagery_date,
-                               model_config=parse_config(config), out_dir=out_dir, name=name)
+    result = inspect_provider_patch(spatial=PointBuffer(lon, lat, buffer_m),
+                                    temporal=temporal_from_options(year, start, end), model=model,
+                                    sensor=sensor, source=source, imagery=imagery, imagery_date=imagery_date,
+                                    model_config=parse_config(config), out_dir=out_dir, name=name)
+    report = result["report"]
     out = Console()
     grid = report["grid"]
-    out.print(f"[bold]{report['source']}[/bold] {report['sensor']['collection']} "
+    out.print(f"[bold]{result['source']}[/bold] {result['sensor']['collection']} "
               f"{grid['width']}x{grid['height']} px at {grid['scale_m']:g} m ({grid['crs']}); "
               f"valid {report['valid_fraction']:.1%}, NaN {report['nan_fraction']:.1%}", highlight=False)
     table = Table("band", "min", "p2", "mean", "p98", "max", "fill value", box=box.SIMPLE)
@@ -59,5 +60,4 @@ def inspect(
     out.print(table)
     for issue in report["issues"]:
         out.print(f"[yellow]issue:[/yellow] {escape(issue)}", highlight=False)
-    out.print(f"quicklook {report['quicklook']}, report {Path(report['quicklook']).with_suffix('.json')}",
-              highlight=False)
+    out.print(f"quicklook {result['artifacts']['quicklook']}, report {result['artifacts']['report']}", highlight=False)

@@ -9,15 +9,16 @@ from rsembed_db.errors import SpecError
 from rsembed_db.specs.temporal import TemporalSpec
 
 
-def temporal_from_options(year: int | None, start: str | None, end: str | None) -> TemporalSpec:
-    """``--year Y`` or ``--start D --end D``, exactly one of the two."""
+def temporal_from_options(year: int | None, start: str | None, end: str | None) -> TemporalSpec | None:
+    """``--year Y`` or ``--start D --end D``, at most one of the two; neither: None (the
+    model's default window, with a warning, or an error naming ``temporal``)."""
     if year is not None and (start or end):
         raise SpecError("year", "give either --year or --start/--end, not both")
     if year is not None:
         return TemporalSpec.year(year)
-    if not (start and end):
-        raise SpecError("start", "a time window is required: --year Y or --start YYYY-MM-DD --end YYYY-MM-DD")
-    return TemporalSpec.range(start, end)
+    if bool(start) != bool(end):
+        raise SpecError("end" if start else "start", "give both --start and --end (YYYY-MM-DD), or --year Y")
+    return TemporalSpec.range(start, end) if start and end else None
 
 
 def parse_config(items: list[str] | None) -> dict[str, Any]:

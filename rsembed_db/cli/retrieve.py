@@ -34,6 +34,8 @@ def get(
     imagery_date: Annotated[Optional[str], typer.Option()] = None,
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write .npy (vector or grid) or .nc (grid, NetCDF).")] = None,
+    input_prep: Annotated[Optional[str], typer.Option(
+        help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
     db: DbOption = default_db_path(),
 ) -> None:
     """One embedding for a point + buffer: from the store if present, else computed and stored."""
@@ -42,7 +44,7 @@ def get(
     emb = get_embedding(model, spatial=PointBuffer(lon, lat, buffer_m),
                         temporal=temporal_from_options(year, start, end), output=spec,
                         store=EmbeddingStore(db), imagery=imagery, imagery_date=imagery_date,
-                        model_config=parse_config(config))
+                        model_config=parse_config(config), input_prep=input_prep)
     values = emb.numpy()
     origin = "store" if emb.meta["from_store"] else "computed"
     print(f"key {emb.meta['key']} ({origin}) shape {values.shape} "

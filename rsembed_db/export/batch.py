@@ -19,12 +19,13 @@ configuration errors (SpecError) stop the run.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rsembed_db.errors import SpecError
 from rsembed_db.export.manifest import (
@@ -37,23 +38,42 @@ from rsembed_db.export.manifest import (
     versions,
     write_manifest,
 )
+from rsembed_db.export.progress import progress_bar
 from rsembed_db.export.writers import EXTENSIONS, ItemResult, ModelResult, writer_for
 from rsembed_db.ingest.engine import prepare_or_failure
 from rsembed_db.producers.base import Prepared, Producer
-from rsembed_db.producers.catalog import is_product, make_producer
+from rsembed_db.producers.catalog import imagery_source, is_product, make_producer, resolve_runtime
 from rsembed_db.producers.onthefly import OnTheFlyProducer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.query.compute import stored_embeddings
 from rsembed_db.sources.base import ImagerySource
 from rsembed_db.sources.counting import CountingSource
 from rsembed_db.sources.factory import make_source
-from rsembed_db.specs.export import ExportConfig, ExportModelRequest, ExportTarget
+from rsembed_db.specs.export import ExportConfig, ExportModelRequest, ExportTarget, ModelConfig
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.specs.sensor import FetchSpec, SensorSpec
 from rsembed_db.specs.spatial import SpatialSpec
 from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.store.lance_store import EmbeddingStore
+
+T = TypeVar("T")
+
+
+DEFAULT_CONFIG = ExportConfig()
+POOLED = OutputSpec.pooled()
+
+
+def retrying(action: Callable[[], T], retries: int, backoff_s: float, *errors: type[BaseException]) -> T:
+    """``action()``, tried again up to ``retries`` times on ``errors`` (waits ``backoff_s``, doubling)."""
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except errors:
+            if attempt == retries:
+                raise
+            time.sleep(backoff_s * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -71,7 +91,7 @@ class _Job:
                 "table": self.producer.table_name, "dim": self.producer.dim,
                 "kind": self.producer.description.kind, "modality": self.spec.modality,
                 "sensor": first.sensor.to_dict() if first.sensor else None,
-                "input_prep": first.input_prep.to_dict()}
+                "temporal": first.temporal.to_dict(), "input_prep": first.input_prep.to_dict()}
 
 
 @dataclass
@@ -104,7 +124,7 @@ def _item_names(target: ExportTarget, count: int) -> list[str]:
 
 def _outputs(target: ExportTarget, names: list[str], jobs: list[_Job], config: ExportConfig,
              grid: bool) -> list[_Output]:
-    ext = EXTENSIONS.get(target.format, "")
+    ext = EXTENSIONS.get(config.format, "")
     if target.mode == "combined":
         groups = [(target.path if target.path.suffix or not ext else target.path.with_suffix(ext),
                    list(range(len(names))))]
@@ -113,7 +133,7 @@ def _outputs(target: ExportTarget, names: list[str], jobs: list[_Job], config: E
     out = []
     for path, items in groups:
         keys = [{job.label: job.requests[i].key for job in jobs} for i in items]
-        fp = fingerprint(keys, target.format, config.save_inputs, config.save_embeddings, grid)
+        fp = fingerprint(keys, config.format, config.save_inputs, config.save_embeddings, grid)
         manifest = manifest_path(path) if ext else path.with_name(f"{path.name}.manifest.json")
         out.append(_Output(path, items, fp, manifest))
     return out
@@ -152,7 +172,10 @@ class _Runner:
         inputs = self.config.save_inputs and isinstance(producer, OnTheFlyProducer)
         fetch = [i for i, r in requests.items() if inputs or r.key not in stored]
         started = time.perf_counter()
-        prepared = dict(zip(fetch, pool.map(lambda i: prepare_or_failure(producer, requests[i]), fetch)))
+        config = self.config
+        prepared = dict(zip(fetch, pool.map(
+            lambda i: prepare_or_failure(producer, requests[i], config.max_retries, config.retry_backoff_s,
+                                         config.fail_on_bad_input), fetch)))
         timings["fetch_s"] += time.perf_counter() - started
         todo: list[tuple[int, Prepared]] = []
         for i, item in prepared.items():
@@ -165,7 +188,9 @@ class _Runner:
                 todo.append((i, item))
         if todo:
             started = time.perf_counter()
-            records = producer.finish([item for _, item in todo])
+            size = self.config.batch_size
+            records = [record for start in range(0, len(todo), size)
+                       for record in producer.finish([item for _, item in todo[start:start + size]])]
             timings["embed_s"] += time.perf_counter() - started
             computed = [r for r in records if isinstance(r, EmbeddingRecord)]
             for (i, _), record in zip(todo, records):
@@ -188,52 +213,72 @@ def _status(items: list[ItemResult]) -> tuple[str, dict[str, int]]:
     return ("ok" if ok == len(results) else "failed" if ok == 0 else "partial"), summary
 
 
-def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
-                 models: Sequence[str | ExportModelRequest], target: ExportTarget,
-                 config: ExportConfig = ExportConfig(), output: OutputSpec = OutputSpec.pooled(),
-                 sensor: SensorSpec | None = None, fetch: FetchSpec | None = None,
+def _model_inputs(spec: ExportModelRequest, sensor: SensorSpec | None, fetch: FetchSpec | None,
+                  modality: str | None) -> tuple[SensorSpec | None, FetchSpec | None, str | None]:
+    """A model's sensor, fetch and modality: its own values first, then the run's."""
+    own_sensor = spec.sensor if spec.sensor is not None else (None if spec.fetch is not None else sensor)
+    own_fetch = spec.fetch if spec.fetch is not None else (None if spec.sensor is not None else fetch)
+    if own_sensor is not None and own_fetch is not None:
+        raise SpecError("fetch", f"{spec.name}: cannot be combined with sensor; put the overrides in sensor")
+    return own_sensor, own_fetch, spec.modality or modality
+
+
+def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | None = None,
+                 models: Sequence[str | ExportModelRequest | ModelConfig], target: ExportTarget,
+                 config: ExportConfig = DEFAULT_CONFIG, backend: str = "auto", device: str = "auto",
+                 output: OutputSpec = POOLED, sensor: SensorSpec | None = None, fetch: FetchSpec | None = None,
                  modality: str | None = None, input_prep: InputPrepSpec | str | None = None,
                  store: EmbeddingStore | str | Path | None = None,
                  source: str | ImagerySource | None = None, imagery: Any = None,
                  imagery_date: str | None = None) -> list[dict[str, Any]] | dict[str, Any]:
     """Export embeddings of ``spatials`` x ``models``; the manifest(s), as written.
 
-    ``target``: ``ExportTarget.combined(path, format)`` (one output, returns its
-    manifest) or ``ExportTarget.per_item(dir, names, format)`` (one per ROI, returns
-    the list); formats ``npz``, ``netcdf``, ``parquet`` or ``store`` (embeddings go to
-    ``store`` only; manifests still land at the target path). Imagery: ``source``
-    (see ``sources.factory``) or local ``imagery`` (default ``$RSEMBED_IMAGERY``).
+    ``target``: ``ExportTarget.combined(out_file)`` (one output, returns its manifest) or
+    ``ExportTarget.per_item(out_dir, names=[...])`` (one per ROI, returns the list);
+    ``config.format``: ``npz``, ``netcdf``, ``parquet`` or ``store`` (embeddings go to
+    ``store`` only; manifests still land at the target path). ``models`` are names or
+    ``ExportModelRequest``s whose own sensor / fetch / modality / model_config win over
+    the shared ones. Imagery: ``source`` (see ``sources.factory``), ``backend="gee"``, or
+    local ``imagery`` (default ``$RSEMBED_IMAGERY``).
     """
     spatials = list(spatials)
     if not spatials:
         raise SpecError("spatials", "needs at least one ROI")
     if not models:
         raise SpecError("models", "needs at least one model")
+    if not isinstance(target, ExportTarget):
+        raise SpecError("target", f"must be ExportTarget.combined(...) or .per_item(...), got {target!r}")
+    if input_prep is not None and config.input_prep is not None:
+        raise SpecError("input_prep", "given both to export_batch and in ExportConfig: give it once")
+    prep = input_prep if input_prep is not None else config.input_prep
     if isinstance(store, (str, Path)):
         store = EmbeddingStore(store)
-    if target.format == "store" and store is None:
-        raise SpecError("store", "target format 'store' writes into a store: pass store=PATH")
-    specs = [m if isinstance(m, ExportModelRequest) else ExportModelRequest(m) for m in models]
+    if config.format == "store" and store is None:
+        raise SpecError("store", "format 'store' writes into a store: pass store=PATH")
+    specs = [m if isinstance(m, ExportModelRequest) else m.request() if isinstance(m, ModelConfig)
+             else ExportModelRequest(m) for m in models]
     labels = _labels(specs)
     started = time.perf_counter()
     shared: CountingSource | None = None
     if not all(is_product(spec.name) for spec in specs):
-        shared = make_source(source, imagery or os.environ.get("RSEMBED_IMAGERY"), imagery_date,
+        shared = make_source(imagery_source(next(s.name for s in specs if not is_product(s.name)), backend, source),
+                             imagery or os.environ.get("RSEMBED_IMAGERY"), imagery_date,
                              cache_size=config.chunk_size * len(specs))
-    prep = InputPrepSpec.parse(input_prep)
     jobs = []
     for label, spec in zip(labels, specs):
-        producer = make_producer(spec.name, model_config=spec.model_config, source=shared)
-        own_sensor = spec.sensor or sensor
-        requests = [producer.request(s, temporal, output, own_sensor, None if spec.sensor else fetch,
-                                     prep, spec.modality or modality) for s in spatials]
+        producer = make_producer(spec.name, model_config=resolve_runtime(spec.name, spec.model_config, backend, device),
+                                 source=shared)
+        own_sensor, own_fetch, own_modality = _model_inputs(spec, sensor, fetch, modality)
+        requests = producer.requests(spatials, temporal, output, sensor=own_sensor, fetch=own_fetch,
+                                     input_prep=prep, modality=own_modality)
         jobs.append(_Job(label, spec, producer, requests))
     names = _item_names(target, len(spatials))
     outputs = _outputs(target, names, jobs, config, output.mode == "grid")
     common = {
-        "rsembed_db_export": LAYOUT_VERSION, "format": target.format, "mode": target.mode,
+        "rsembed_db_export": LAYOUT_VERSION, "format": config.format, "mode": target.mode,
         "models": [job.describe() for job in jobs],
-        "specs": {"temporal": temporal.to_dict(), "output": output.to_dict(), "input_prep": prep.to_dict(),
+        "specs": {"temporal": temporal.to_dict() if temporal is not None else None, "output": output.to_dict(),
+                  "input_prep": InputPrepSpec.parse(prep, default="tile").to_dict(), "backend": backend,
                   "save_inputs": config.save_inputs, "save_embeddings": config.save_embeddings},
         "versions": versions(),
     }
@@ -241,7 +286,7 @@ def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
     pending = []
     for n, out in enumerate(outputs):
         done = reusable(out.manifest, out.fingerprint) if config.resume else None
-        if done is not None and (target.format == "store" or out.path.exists()):
+        if done is not None and (config.format == "store" or out.path.exists()):
             manifests[n] = {**done, "resume_skipped": True, "resume_output_path": str(out.path)}
         else:
             pending.append(n)
@@ -249,8 +294,12 @@ def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
     owner = {i: n for n in pending for i in outputs[n].items}
     results: dict[tuple[int, str], ModelResult] = {}
     remaining = {n: set(outputs[n].items) for n in pending}
-    writer = writer_for(target.format) if target.format != "store" else None
-    with ThreadPoolExecutor(max_workers=config.num_workers, thread_name_prefix="export") as pool:
+    finish = _Finisher(outputs, names, spatials, labels, results, config, target, store, common, shared)
+    with ThreadPoolExecutor(max_workers=config.num_workers, thread_name_prefix="export") as pool, \
+            ThreadPoolExecutor(max_workers=config.writer_workers if config.async_write else 1,
+                               thread_name_prefix="export-write") as writers, \
+            progress_bar(config.show_progress, "export", len(owner)) as advance:
+        futures: dict[int, Future] = {}
         for chunk in _chunks(sorted(owner), config.chunk_size):
             timings = {"fetch_s": 0.0, "embed_s": 0.0, "store_write_s": 0.0}
             results.update(runner.run(chunk, pool, timings))
@@ -260,36 +309,74 @@ def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
                     outputs[n].timings[name] += seconds * share
                 remaining[n] -= set(chunk)
                 if not remaining[n]:
-                    manifests[n] = _finish(outputs[n], names, spatials, labels, results, writer, config,
-                                           target, store, common, shared)
+                    futures[n] = writers.submit(finish, n)
+                    if not config.async_write:
+                        futures[n].result()
+            advance(len(chunk))
+        for n, future in futures.items():
+            manifests[n] = future.result()
     elapsed = time.perf_counter() - started
     ordered = [{**manifests[n], "run_seconds": round(elapsed, 3)} for n in range(len(outputs))]
     return ordered[0] if target.mode == "combined" else ordered
 
 
-def _finish(out: _Output, names: list[str], spatials: list[SpatialSpec], labels: list[str],
-            results: dict[tuple[int, str], ModelResult], writer: Any, config: ExportConfig,
-            target: ExportTarget, store: EmbeddingStore | None, common: dict[str, Any],
-            shared: CountingSource | None) -> dict[str, Any]:
-    """Write one output, then its manifest; the manifest."""
-    items = [ItemResult(i, names[i], {label: results.pop((i, label)) for label in labels}) for i in out.items]
-    started = time.perf_counter()
-    if writer is not None:
-        atomic_write(out.path, lambda tmp: writer(tmp, items, labels, config.save_inputs,
-                                                  config.save_embeddings))
-    status, summary = _status(items)
-    manifest = {
-        **common, "fingerprint": out.fingerprint, "status": status, "summary": summary,
-        "path": str(out.path) if writer is not None else str(store.uri), "manifest_path": str(out.manifest),
-        "n_items": len(items),
-        "items": [{"index": item.index, "name": item.name, "spatial": spatials[item.index].to_dict(),
-                   "models": {label: {"key": r.key, "ok": r.embedding is not None, "from_store": r.from_store,
-                                      **({"error": r.error} if r.error else {})}
-                              for label, r in item.models.items()}} for item in items],
-        "timings": {**{k: round(v, 4) for k, v in out.timings.items()},
-                    "write_s": round(time.perf_counter() - started, 4)},
-        "fetch_stats": shared.stats.snapshot() if shared is not None else None,
-        "created_at": now(),
-    }
-    write_manifest(out.manifest, manifest)
-    return manifest
+class _Finisher:
+    """Writes one finished output (retrying, or recording a failure under ``continue_on_error``),
+    then its manifest; called on the writer threads."""
+
+    def __init__(self, outputs: list[_Output], names: list[str], spatials: list[SpatialSpec], labels: list[str],
+                 results: dict[tuple[int, str], ModelResult], config: ExportConfig, target: ExportTarget,
+                 store: EmbeddingStore | None, common: dict[str, Any], shared: CountingSource | None) -> None:
+        self.outputs, self.names, self.spatials, self.labels = outputs, names, spatials, labels
+        self.results, self.config, self.target, self.store = results, config, target, store
+        self.common, self.shared = common, shared
+        self.writer = writer_for(config.format) if config.format != "store" else None
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> dict[str, Any]:
+        out, config = self.outputs[n], self.config
+        with self._lock:
+            items = [ItemResult(i, self.names[i], {label: self.results.pop((i, label)) for label in self.labels})
+                     for i in out.items]
+        started = time.perf_counter()
+        write_error = None
+        if self.writer is not None:
+            writer = self.writer
+            try:
+                retrying(lambda: atomic_write(out.path, lambda tmp: writer(tmp, items, self.labels, config.save_inputs,
+                                                                           config.save_embeddings)),
+                         config.max_retries, config.retry_backoff_s, OSError)
+            except OSError as exc:
+                if not config.continue_on_error:
+                    raise
+                write_error = f"{type(exc).__name__}: {exc}"
+        status, summary = _status(items)
+        path = str(out.path) if self.writer is not None else str(self.store.uri if self.store else "")
+        manifest = {
+            **self.common, "fingerprint": out.fingerprint, "status": "failed" if write_error else status,
+            "summary": summary, "path": path, f"{config.format}_path": path,
+            "manifest_path": str(out.manifest) if config.save_manifest else None, "n_items": len(items),
+            **({"point_index": out.items[0]} if self.target.mode == "per_item" else {}),
+            **({"error": write_error, "stage": "write"} if write_error else {}),
+            "items": [{"index": item.index, "name": item.name, "spatial": self.spatials[item.index].to_dict(),
+                       "models": {label: {"key": r.key, "ok": r.embedding is not None, "from_store": r.from_store,
+                                          **({"error": r.error} if r.error else {})}
+                                  for label, r in item.models.items()}} for item in items],
+            "timings": {**{k: round(v, 4) for k, v in out.timings.items()},
+                        "write_s": round(time.perf_counter() - started, 4)},
+            "fetch_stats": self.shared.stats.snapshot() if self.shared is not None else None,
+            "created_at": now(),
+        }
+        if config.save_manifest:
+            write_manifest(out.manifest, manifest)
+        return manifest
+
+
+class BatchExporter:
+    """An ``export_batch`` run held as an object: the same keyword arguments, then ``run()``."""
+
+    def __init__(self, **arguments: Any) -> None:
+        self.arguments = arguments
+
+    def run(self) -> list[dict[str, Any]] | dict[str, Any]:
+        return export_batch(**self.arguments)

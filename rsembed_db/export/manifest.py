@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import os
 import platform
-import tempfile
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,12 @@ def now() -> str:
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers see all or nothing."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers see all or nothing.
+
+    The file gets the permissions any new file gets (0666 less the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}{path.suffix}"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(Path(tmp))
         os.replace(tmp, path)

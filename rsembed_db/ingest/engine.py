@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from rsembed_db.errors import SpecError, TileFailure
+from rsembed_db.errors import BadInput, SpecError, TileFailure, Unavailable
 from rsembed_db.producers.base import BulkProducer, Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.specs.request import EmbeddingRequest
@@ -149,12 +149,29 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     return summary
 
 
-def prepare_or_failure(producer: Producer, request: EmbeddingRequest) -> Prepared | FailureRecord:
-    """The prepared item, or a FailureRecord saying why not (configuration errors raise)."""
+def prepare_or_failure(producer: Producer, request: EmbeddingRequest, retries: int = 0, backoff_s: float = 0.0,
+                       raise_bad_input: bool = False) -> Prepared | FailureRecord:
+    """The prepared item, or a FailureRecord saying why not.
+
+    An unreachable source (``Unavailable``) is tried ``retries`` more times, waiting
+    ``backoff_s`` seconds, doubled each time; configuration errors raise, and so does a
+    failed input check (``BadInput``) when ``raise_bad_input``.
+    """
     try:
-        return producer.prepare(request)
+        for attempt in range(retries + 1):
+            try:
+                return producer.prepare(request)
+            except Unavailable:
+                if attempt == retries:
+                    raise
+                time.sleep(backoff_s * 2 ** attempt)
+        raise AssertionError("unreachable")
     except SpecError:
         raise
+    except BadInput as exc:
+        if raise_bad_input:
+            raise
+        return FailureRecord(request, tile_id(request.spatial), str(exc))
     except TileFailure as exc:
         return FailureRecord(request, tile_id(request.spatial), str(exc))
     except Exception as exc:  # noqa: BLE001 - any per-tile I/O error is recorded, not fatal

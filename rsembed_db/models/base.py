@@ -35,6 +35,24 @@ class ModelDescription:
     source: str = ""  # precomputed products: where the published embeddings come from
     years: tuple[int, ...] = ()  # precomputed products: the years published
     frames: int = 1  # on-the-fly models: time steps per input (multi-temporal models > 1)
+    tiled_grid_seams: bool = False  # image-level ViT token grids: tiling stitches independent grids
+
+    def __getitem__(self, key: str) -> Any:
+        """The reference's ``describe_model(m)[key]`` view (``"type"``, ``"output"``,
+        ``"defaults"``, ``"inputs"``, ``"temporal"``, ``"modalities"``, ``"model_config"``...),
+        plus every field of ``to_dict``."""
+        precomputed = self.kind == "precomputed"
+        view = {
+            **self.to_dict(),
+            "type": self.kind,
+            "backend": ["auto"] if precomputed else ["auto", "gee"],
+            "inputs": {"bands": list(self.bands)},
+            "temporal": {"mode": "year" if precomputed else "range"},
+            "output": ["pooled", "grid"],
+            "defaults": {"scale_m": self.scale_m, "image_size": self.image_size, "patch_size": self.patch_size},
+            "model_config": dict(self.config),
+        }
+        return view[key]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -44,11 +62,25 @@ class ModelDescription:
         return out
 
 
+@dataclass(frozen=True)
+class TileFeatures:
+    """One tile of a tiled model run: its own patch features (D, h, w) and validity,
+    georeferenced on the tile, and the pixel rectangle ``(y0, y1, x0, x1)`` of the chip it
+    owns (midpoint cuts), which weights its pooled vector."""
+
+    values: np.ndarray
+    valid: np.ndarray
+    transform: Affine
+    owned: tuple[int, int, int, int]
+
+
 @dataclass
 class FeatureMap:
     """Per-location features (D, h, w) on a north-up grid in the chip's CRS.
 
-    ``valid`` marks cells computed from real imagery; pooling ignores the rest.
+    ``valid`` marks cells computed from real imagery; pooling ignores the rest. A tiled
+    model run also keeps its ``tiles``: pooling then combines per-tile vectors weighted
+    by owned area (``models.input_prep``), the grid is only the stitched view.
     """
 
     values: np.ndarray
@@ -56,6 +88,7 @@ class FeatureMap:
     transform: Affine
     crs: str
     meta: dict[str, Any] = field(default_factory=dict)
+    tiles: list[TileFeatures] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +107,7 @@ class Embedder(ABC):
     """
 
     name: ClassVar[str]
+    runtime_options: ClassVar[tuple[str, ...]] = ()  # config keys that never change values (device...)
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -89,6 +123,18 @@ class Embedder(ABC):
     @abstractmethod
     def default_sensor(self) -> SensorSpec:
         ...
+
+    def normalised(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+        """What the model's network receives for ``chip``: values ((C, H, W), or (T, C, H, W)
+        for multi-frame models) and the (H, W) valid mask. Models that select or normalise
+        bands override this; ``inspect_model_input`` reports it."""
+        return chip.data, chip.valid
+
+    def sensor_for(self, modality: str | None) -> SensorSpec:
+        """The default sensor of one of ``describe().modalities`` (None: the model's default).
+
+        Multi-modality models (one branch per sensor) override this."""
+        return self.default_sensor()
 
     @abstractmethod
     def embed(self, chips: list[Chip]) -> list[FeatureMap]:

@@ -1,7 +1,7 @@
-"""Input preparation for fixed-size models: resize, or tiled inference stitched exactly.
+"""Input preparation for fixed-size models: resize, or tiled inference stitched on the patch layout.
 
 A model with a fixed input size S (ViTs: 224 px...) sees a chip of any size in one of
-two ways (``InputPrepSpec.mode``, DESIGN.md section 2):
+two ways (``InputPrepSpec.mode``, DESIGN.md section 2), as the reference library does:
 
 - ``resize``: the chip is resampled (bilinear) to S x S and run once; the model's
   (h, w) patch grid is georeferenced back onto the whole chip extent.
@@ -13,18 +13,18 @@ two ways (``InputPrepSpec.mode``, DESIGN.md section 2):
 - ``auto``: ``tile`` for grid output when at most ``max_tiles`` tiles are needed,
   else ``resize``.
 
-How the stitched grid makes pooled means area-weighted: the tiles' patch grids are
-shifted against each other (starts 0 and 76 with 16 px patches), so no single patch
-grid can hold them. The stitched grid uses the coarsest cell size g (per axis) that
-divides every boundary that matters: the owned-span cuts, the chip edge, and each
-tile's patch edges inside the span it owns (300 px, tile 224, 16 px patches -> g = 2
-px). Every stitched cell then lies inside exactly one owned patch and copies its
-feature vector, so all cells have equal area and the plain mean over cells
-(``models.pooling.pool``) weights each patch by the area it owns. When the boundaries
-admit no cell of at least one pixel (fractional patch sizes), g falls back to one
-pixel and each cell takes the patch under its centre. The price of exactness is size:
-the stitched grid can be finer than the patch grid (2 px cells for 16 px patches
-above), so a tiled FeatureMap holds D x (H/g) x (W/g) float32 values.
+A layout of a single tile always runs the plain model call (the ``resize`` path), so
+``tile`` and ``auto`` on a chip that fits one tile give exactly the ``resize`` result
+(``resolved_mode``; the storage key records the resolved mode).
+
+Tiled output keeps the models' own patch layout. The grid is each tile's patch grid
+cropped to the tile's owned span, the cuts snapped to patch edges one after the other
+(``feature_crops``: 300 px, tile 224, 16 px patches -> 9 + 10 = 19 cells per axis),
+georeferenced evenly over the chip (so a cell spans chip / cells pixels, about one
+patch). The pooled vector is not taken from that grid but, as in the reference, from
+the tiles: each tile's vector pooled over its cells inside the ROI, then averaged
+with weights equal to the ROI pixels the tile owns (``models.pooling.pool`` reads the
+tiles from ``FeatureMap.tiles``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +39,7 @@ import torch.nn.functional as F
 from affine import Affine
 
 from rsembed_db.errors import SpecError
-from rsembed_db.models.base import FeatureMap
+from rsembed_db.models.base import FeatureMap, TileFeatures
 from rsembed_db.specs.output import InputPrepSpec
 
 Forward = Callable[[np.ndarray], np.ndarray]
@@ -70,6 +68,47 @@ def owned_spans(starts: Sequence[int], tile: int, length: int) -> list[tuple[int
     return list(zip(edges[:-1], edges[1:]))
 
 
+def feature_crops(starts: Sequence[int], spans: Sequence[tuple[int, int]], extent: int,
+                  patches: int) -> list[tuple[int, int]]:
+    """Per tile, the half-open range of its ``patches`` feature cells kept in the stitched grid.
+
+    A tile covers ``extent`` pixels from its start with ``patches`` cells. Cuts are
+    snapped to cell edges in order: each tile's range starts at the cell holding the
+    previous tile's snapped end, and ends at the cell edge nearest its owned end (the
+    last tile keeps every cell up to its owned end). 300 px, tile 224, 14 cells:
+    [(0, 9), (4, 14)].
+    """
+    crops, cut = [], None
+    for position, (start, (own_start, own_end)) in enumerate(zip(starts, spans)):
+        step = extent / patches
+        first = math.floor(((own_start if cut is None else cut) - start) / step)
+        first = max(0, min(patches - 1, first))
+        end = (own_end - start) / step
+        last = math.ceil(end) if position == len(starts) - 1 else math.floor(end + 0.5)
+        last = max(first + 1, min(patches, last))
+        cut = start + last * step
+        crops.append((first, last))
+    return crops
+
+
+def tile_count(height: int, width: int, tile: int) -> int:
+    return len(tile_starts(height, tile)) * len(tile_starts(width, tile))
+
+
+def resolved_mode(prep: InputPrepSpec, height: int, width: int, image_size: int, grid_output: bool) -> str:
+    """``resize`` or ``tile``: what ``prep`` means for an (height, width) chip.
+
+    A single-tile layout is the plain model call (``resize``); ``auto`` tiles for grid
+    output when at most ``max_tiles`` tiles are needed.
+    """
+    count = tile_count(height, width, prep.tile_size or image_size)
+    if count == 1:
+        return "resize"
+    if prep.mode == "auto":
+        return "tile" if grid_output and count <= prep.max_tiles else "resize"
+    return prep.mode
+
+
 def run_with_input_prep(chip_data: np.ndarray, valid: np.ndarray, chip_transform: Affine, crs: str,
                         prep: InputPrepSpec, image_size: int, forward: Forward,
                         grid_output: bool) -> FeatureMap:
@@ -85,21 +124,9 @@ def run_with_input_prep(chip_data: np.ndarray, valid: np.ndarray, chip_transform
                          f"and {valid.shape}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise SpecError("image_size", f"must be a positive integer, got {image_size!r}")
-    tile = prep.tile_size or image_size
-    mode = resolved_mode(prep, *valid.shape, image_size, grid_output)
-    if mode == "resize":
+    if resolved_mode(prep, *valid.shape, image_size, grid_output) == "resize":
         return _resized(chip_data, valid, chip_transform, crs, image_size, forward)
-    return _tiled(chip_data, valid, chip_transform, crs, prep, tile, image_size, forward)
-
-
-def resolved_mode(prep: InputPrepSpec, height: int, width: int, image_size: int, grid_output: bool) -> str:
-    """``resize`` or ``tile``: what ``prep`` means for an (height, width) chip; ``auto``
-    tiles for grid output when at most ``max_tiles`` tiles are needed."""
-    if prep.mode != "auto":
-        return prep.mode
-    tile = prep.tile_size or image_size
-    count = len(tile_starts(height, tile)) * len(tile_starts(width, tile))
-    return "tile" if grid_output and count <= prep.max_tiles else "resize"
+    return _tiled(chip_data, valid, chip_transform, crs, prep, prep.tile_size or image_size, image_size, forward)
 
 
 def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -140,51 +167,23 @@ def _resized(data: np.ndarray, valid: np.ndarray, transform: Affine, crs: str, s
 
 @dataclass(frozen=True)
 class _Axis:
-    """Tiling of one axis: starts, the extent each tile covers, spans owned."""
+    """Tiling of one axis: starts, the pixels one tile covers, the spans owned."""
 
     starts: list[int]
     extent: int  # pixels of the (padded) chip one tile covers
     spans: list[tuple[int, int]]
-    length: int
 
     @classmethod
-    def plan(cls, length: int, tile: int, pad_edges: bool) -> "_Axis":
+    def plan(cls, length: int, tile: int, pad_edges: bool) -> _Axis:
         starts = tile_starts(length, tile)
         extent = tile if length >= tile or pad_edges else length
-        return cls(starts, extent, owned_spans(starts, tile, length), length)
-
-    def cells(self, patches: int) -> tuple[Fraction, np.ndarray, np.ndarray]:
-        """Stitched cell size in pixels, and per cell its tile and patch index."""
-        step = Fraction(self.extent, patches)
-        bounds = [Fraction(self.length)]
-        for start, (a, b) in zip(self.starts, self.spans):
-            bounds.append(Fraction(a))
-            first, last = math.ceil((a - start) / step), math.floor((b - start) / step)
-            bounds += [start + k * step for k in range(first, last + 1)]
-        size = _fraction_gcd(bounds)
-        if size < 1:
-            size = Fraction(1)
-        centres = (np.arange(int(self.length / size)) + 0.5) * float(size)
-        tiles = np.searchsorted([b for _, b in self.spans], centres, side="right")
-        starts = np.asarray(self.starts)[tiles]
-        patch = np.clip(np.floor((centres - starts) * patches / self.extent).astype(int), 0, patches - 1)
-        return size, tiles, patch
-
-
-def _fraction_gcd(values: Sequence[Fraction]) -> Fraction:
-    """Greatest common divisor of non-negative rationals (0 is ignored)."""
-    out = Fraction(0)
-    for value in values:
-        if value:
-            denominator = out.denominator * value.denominator // math.gcd(out.denominator, value.denominator)
-            out = Fraction(math.gcd(int(out * denominator), int(value * denominator)), denominator)
-    return out
+        return cls(starts, extent, owned_spans(starts, tile, length))
 
 
 def _tiles(data: np.ndarray, valid: np.ndarray, ys: _Axis, xs: _Axis) -> tuple[np.ndarray, np.ndarray]:
     """(N, C, ey, ex) tiles (row-major) and their (N, ey, ex) valid masks; edge-padded past the chip."""
-    pad_y = max(0, ys.extent - ys.length)
-    pad_x = max(0, xs.extent - xs.length)
+    pad_y = max(0, ys.extent - valid.shape[0])
+    pad_x = max(0, xs.extent - valid.shape[1])
     if pad_y or pad_x:
         data = np.pad(data, ((0, 0), (0, pad_y), (0, pad_x)), mode="edge")
         valid = np.pad(valid, ((0, pad_y), (0, pad_x)), constant_values=False)
@@ -201,15 +200,23 @@ def _tiled(data: np.ndarray, valid: np.ndarray, transform: Affine, crs: str, pre
     features = _run(forward, _resize(batch, (size, size)))
     _, _, h, w = features.shape
     patch_valid = _patch_valid(masks, (h, w))
-    gy, tile_y, patch_y = ys.cells(h)
-    gx, tile_x, patch_x = xs.cells(w)
-    index = tile_y[:, None] * len(xs.starts) + tile_x[None, :]
-    rows, cols = patch_y[:, None], patch_x[None, :]
-    values = np.moveaxis(features[index, :, rows, cols], -1, 0)
-    meta: dict[str, Any] = {"input_prep": {
+    rows = feature_crops(ys.starts, ys.spans, ys.extent, h)
+    cols = feature_crops(xs.starts, xs.spans, xs.extent, w)
+    values = np.concatenate([
+        np.concatenate([features[r * len(cols) + c][:, y0:y1, x0:x1] for c, (x0, x1) in enumerate(cols)], axis=2)
+        for r, (y0, y1) in enumerate(rows)], axis=1)
+    stitched_valid = np.concatenate([
+        np.concatenate([patch_valid[r * len(cols) + c][y0:y1, x0:x1] for c, (x0, x1) in enumerate(cols)], axis=1)
+        for r, (y0, y1) in enumerate(rows)], axis=0)
+    tiles = [TileFeatures(features[r * len(cols) + c], patch_valid[r * len(cols) + c],
+                          transform @ Affine.translation(x0, y0) @ Affine.scale(xs.extent / w, ys.extent / h),
+                          (*ys.spans[r], *xs.spans[c]))
+             for r, y0 in enumerate(ys.starts) for c, x0 in enumerate(xs.starts)]
+    gh, gw = values.shape[1:]
+    meta = {"input_prep": {
         "mode": "tile", "tile_size": tile, "image_size": size, "pad_edges": prep.pad_edges,
         "starts_y": ys.starts, "starts_x": xs.starts, "tiles": len(batch), "patch_grid": [h, w],
-        "cell_px": [float(gy), float(gx)],
+        "stitched_grid": [gh, gw], "stitch_policy": "midpoint_cut",
     }}
-    return FeatureMap(np.ascontiguousarray(values), patch_valid[index, rows, cols],
-                      transform @ Affine.scale(float(gx), float(gy)), crs, meta)
+    return FeatureMap(np.ascontiguousarray(values), stitched_valid,
+                      transform @ Affine.scale(width / gw, height / gh), crs, meta, tiles)

@@ -154,7 +154,7 @@ class MosaiksEmbedder(Embedder):
             groups.setdefault(chip.data.shape[-2:], []).append(index)
         maps: dict[int, FeatureMap] = {}
         for indices in groups.values():
-            inputs = [self._normalise(chips[i]) for i in indices]
+            inputs = [self.normalised(chips[i]) for i in indices]
             x = np.stack([data for data, _ in inputs])
             valid = _neighbourhood_valid(np.stack([v for _, v in inputs]), self.config["kernel_size"])
             features = self._features(x)
@@ -164,7 +164,7 @@ class MosaiksEmbedder(Embedder):
                 maps[i] = FeatureMap(features[n], valid[n], grid.transform, grid.crs)
         return [maps[i] for i in range(len(chips))]
 
-    def _normalise(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+    def normalised(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) float64 standardised bands and the (H, W) valid mask; invalid pixels -> 0."""
         shape = (chip.grid.height, chip.grid.width)
         if chip.data.shape[-2:] != shape or chip.valid.shape != shape:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from affine import Affine
+from rasterio.features import geometry_mask
 
 from rsembed_db.errors import TileFailure
-from rsembed_db.models.base import FeatureMap
+from rsembed_db.models.base import FeatureMap, TileFeatures
 from rsembed_db.specs.output import POOLINGS
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.tiling.chip_grid import ChipGrid
@@ -19,14 +21,52 @@ def roi_cells(features: FeatureMap, grid: ChipGrid) -> np.ndarray:
 
 
 def pool(features: FeatureMap, grid: ChipGrid, how: str = "mean") -> np.ndarray:
-    """(D,) float32 mean or max over valid feature cells inside the ROI."""
+    """(D,) float32 mean or max over valid feature cells inside the ROI.
+
+    A tiled run pools each tile over its own valid cells inside the ROI, then combines
+    the tile vectors: the mean weighted by the ROI pixels each tile owns, or the max.
+    """
     require_choice("output.pooling", how, POOLINGS)
+    if features.tiles is not None:
+        return _pool_tiles(features.tiles, grid, how)
     cells = roi_cells(features, grid)
     if not cells.any():
         raise TileFailure("no valid pixel inside the ROI (all fill / no-data)")
-    selected = features.values[:, cells].astype(np.float64)
-    pooled = selected.mean(axis=1) if how == "mean" else selected.max(axis=1)
-    return pooled.astype(np.float32)
+    return _reduce(features.values[:, cells], how).astype(np.float32)
+
+
+def _reduce(values: np.ndarray, how: str) -> np.ndarray:
+    """Mean or max over the last axis of (D, N) values, in float64."""
+    values = values.astype(np.float64)
+    return values.mean(axis=1) if how == "mean" else values.max(axis=1)
+
+
+def _pool_tiles(tiles: list[TileFeatures], grid: ChipGrid, how: str) -> np.ndarray:
+    roi_pixels = grid.roi_mask()
+    vectors, weights = [], []
+    for tile in tiles:
+        y0, y1, x0, x1 = tile.owned
+        weight = int(roi_pixels[y0:y1, x0:x1].sum())
+        if weight == 0:
+            continue
+        shape = tile.valid.shape
+        cells = grid.roi_mask(shape, tile.transform, touched_fallback=False) & tile.valid
+        if not cells.any():  # the ROI part this tile owns lies between its cell centres
+            cells = _touched(grid, shape, tile.transform) & tile.valid
+        if cells.any():
+            vectors.append(_reduce(tile.values[:, cells], how))
+            weights.append(weight)
+    if not vectors:
+        raise TileFailure("no valid pixel inside the ROI (all fill / no-data)")
+    stacked = np.stack(vectors)
+    if how == "max":
+        return stacked.max(axis=0).astype(np.float32)
+    return (np.asarray(weights, np.float64) @ stacked / sum(weights)).astype(np.float32)
+
+
+def _touched(grid: ChipGrid, shape: tuple[int, int], transform: Affine) -> np.ndarray:
+    """(h, w) cells of a grid that the ROI touches at all."""
+    return geometry_mask([grid.roi], out_shape=shape, transform=transform, invert=True, all_touched=True)
 
 
 def to_dataarray(features: FeatureMap, name: str = "embedding") -> xr.DataArray:

@@ -68,7 +68,8 @@ class SatMaeEmbedder(ZooEmbedder):
         return self.description(
             rgb_normalisation(self.config["rgb_max"], FMOW_MEAN, FMOW_STD,
                               "SatMAE util/datasets.py CustomDatasetFromImages (fMoW RGB)"),
-            f"SatMAE {self.config['variant']} (Cong et al. 2022), fMoW-RGB MAE pre-training; {self.token_semantics}")
+            f"SatMAE {self.config['variant']} (Cong et al. 2022), fMoW-RGB MAE pre-training; {self.token_semantics}",
+            tiled_grid_seams=True)
 
     def build(self) -> torch.nn.Module:
         import timm

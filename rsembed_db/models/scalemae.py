@@ -76,7 +76,7 @@ class ScaleMaeEmbedder(ZooEmbedder):
                                  "torchgeo scale_mae transforms (ImageNet mean/std)"),
              "gsd": "res = scale_m x source pixels per model pixel (metres)"},
             f"Scale-MAE {self.config['variant']} (Reed et al. 2023), fMoW RGB, GSD-scaled position encoding; "
-            f"{self.token_semantics}")
+            f"{self.token_semantics}", tiled_grid_seams=True)
 
     def build(self) -> torch.nn.Module:
         from torchgeo.models.scale_mae import ScaleMAE

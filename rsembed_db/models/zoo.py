@@ -119,6 +119,8 @@ class ZooEmbedder(Embedder):
     the ``variant`` config default in ``default_variant``.
     """
 
+    runtime_options = RUNTIME_OPTIONS
+
     requires: ClassVar[tuple[str, ...]] = ()
     token_semantics: ClassVar[str] = "patch tokens of the last layer, CLS dropped"
     options: ClassVar[tuple[str, ...]] = ()  # model-specific config keys, ``variant`` included
@@ -163,6 +165,10 @@ class ZooEmbedder(Embedder):
     @abstractmethod
     def model_input(self, chip: Chip) -> ModelInput:
         """Select and normalise the chip's bands."""
+
+    def normalised(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+        prepared = self.model_input(chip)
+        return prepared.data, prepared.valid
 
     @abstractmethod
     def forward(self, model: torch.nn.Module, x: torch.Tensor, sides: list[dict[str, Any]]) -> torch.Tensor:

@@ -8,6 +8,7 @@ their rasters, many requests per source tile (``BulkProducer``, ``producers.prod
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,11 +35,17 @@ def table_name_for(model: str, dim: int, default_dim: int) -> str:
     return model if dim == default_dim else f"{model}_d{dim}"
 
 
+# The window of ``temporal=None`` for on-the-fly models: the reference library's package default.
+DEFAULT_WINDOW = ("2022-06-01", "2022-09-01")
+MODALITY_ALIASES = {"sentinel-1": "s1", "sentinel1": "s1", "sentinel-2": "s2", "sentinel2": "s2"}
+
+
 class Producer(ABC):
     """Computes embeddings for one model variant, stored in ``table_name``."""
 
     description: ModelDescription
     default_commit_every = 64  # rows per atomic commit when the run does not say
+    backend = "auto"  # where inputs come from (``Embedding.meta["backend"]``)
 
     @property
     def model(self) -> str:
@@ -71,11 +78,27 @@ class Producer(ABC):
             return []
         return with_spatials(self.request(spatials[0], temporal, output, **options), spatials)
 
-    def check_modality(self, modality: str | None) -> None:
-        """SpecError unless the model accepts ``modality`` (None: its default)."""
-        if modality is not None and modality not in self.description.modalities:
+    def resolve_temporal(self, temporal: TemporalSpec | None) -> TemporalSpec:
+        """The window a request really uses; ``None`` is the reference default window
+        ``[2022-06-01, 2022-09-01)``, with a warning."""
+        if temporal is not None:
+            return temporal
+        warnings.warn(f"temporal=None: {self.model} uses the default window {DEFAULT_WINDOW[0]}..{DEFAULT_WINDOW[1]}; "
+                      "pass TemporalSpec.range(...) or .year(...) for reproducible, self-documented results",
+                      UserWarning, stacklevel=4)
+        return TemporalSpec.range(*DEFAULT_WINDOW)
+
+    def check_modality(self, modality: str | None) -> str | None:
+        """The model's name for ``modality`` (aliases such as ``sentinel-1`` -> ``s1``);
+        SpecError unless the model accepts it (None: its default)."""
+        if modality is None:
+            return None
+        name = modality.strip().lower() if isinstance(modality, str) else modality
+        name = MODALITY_ALIASES.get(name, name)
+        if name not in self.description.modalities:
             raise SpecError("modality", f"model {self.model!r} does not support {modality!r}",
                             self.description.modalities)
+        return name
 
     @abstractmethod
     def prepare(self, request: EmbeddingRequest) -> Prepared:

@@ -125,3 +125,42 @@ def model_variant(model: str, model_config: dict[str, Any] | None = None) -> str
     if is_product(model):
         return None
     return canonical_json(get_embedder(model, **(model_config or {})).config)
+
+
+BACKENDS = ("auto", "gee")
+
+
+def resolve_runtime(model: str, model_config: dict[str, Any] | None, backend: str = "auto",
+                    device: str = "auto") -> dict[str, Any]:
+    """``model_config`` completed with the reference API's ``backend`` and ``device`` choices.
+
+    ``backend="gee"`` reads a product from Earth Engine (``gse``) or fetches an on-the-fly
+    model's imagery there (``imagery_source``); ``device`` reaches models that run on one
+    (``auto`` leaves the model's own choice; ``cpu`` is always fine).
+    """
+    config = dict(model_config or {})
+    if not isinstance(backend, str) or backend.strip().lower() not in BACKENDS:
+        raise SpecError("backend", f"got {backend!r}", BACKENDS)
+    backend = backend.strip().lower()
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise SpecError("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {device!r}")
+    if is_product(model):
+        if backend == "gee":
+            if model != "gse":
+                raise SpecError("backend", f"{model!r} reads its published files; backend 'gee' serves gse "
+                                "and the imagery of on-the-fly models")
+            config.setdefault("backend", "earthengine")
+        return config
+    if device != "auto":
+        if "device" in embedder_class(model).runtime_options:
+            config.setdefault("device", device)
+        elif device != "cpu":
+            raise SpecError("device", f"{model!r} runs on the CPU only, got {device!r}")
+    return config
+
+
+def imagery_source(model: str, backend: str, source: Any) -> Any:
+    """The imagery source of a run: ``source`` when given, Earth Engine for ``backend="gee"``."""
+    if source is None and not is_product(model) and backend.strip().lower() == "gee":
+        return "gee"
+    return source

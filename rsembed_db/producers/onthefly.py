@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from rsembed_db.errors import TileFailure
 from rsembed_db.models.base import Embedder, InputPrep
@@ -14,9 +16,10 @@ from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.base import Chip, ImagerySource
 from rsembed_db.sources.quality import check_input
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
-from rsembed_db.specs.request import EmbeddingRequest
+from rsembed_db.specs.request import EmbeddingRequest, with_spatials
 from rsembed_db.specs.sensor import SensorSpec, resolve_sensor
 from rsembed_db.specs.spatial import SpatialSpec
+from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.tiling.chip_grid import chip_grid_for
 from rsembed_db.tiling.plan import tile_id
 
@@ -28,6 +31,7 @@ class OnTheFlyProducer(Producer):
         self.embedder = embedder
         self.source = source
         self.description = embedder.describe()
+        self.backend = source.name if source is not None else "none"
 
     @property
     def default_dim(self) -> int:
@@ -35,27 +39,67 @@ class OnTheFlyProducer(Producer):
 
     def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
                 input_prep=None, modality=None):
-        self.check_modality(modality)
-        sensor = resolve_sensor(self.embedder.default_sensor(), sensor, fetch)
+        name = self.check_modality(modality)
+        if sensor is not None and name is not None and sensor.modality is None and len(self.description.modalities) > 1:
+            sensor = replace(sensor, modality=name)  # the reference merges modality into a given sensor
+        sensor = resolve_sensor(self.embedder.sensor_for(name), sensor, fetch)
         return EmbeddingRequest(
             model=self.model,
             spatial=spatial,
-            temporal=temporal,
+            temporal=self.resolve_temporal(temporal),
             output=output,
             sensor=sensor,
-            input_prep=self._resolved_prep(InputPrepSpec.parse(input_prep), spatial, sensor, output),
+            input_prep=self.resolved_prep(input_prep, spatial, sensor, output),
             model_config=self.embedder.config,
         )
 
-    def _resolved_prep(self, prep: InputPrepSpec, spatial: SpatialSpec, sensor: SensorSpec,
-                       output: OutputSpec) -> InputPrepSpec:
-        """``auto`` resolved to what it will do, so that the key names one computation
-        (auto depends on the output mode, which the key leaves out)."""
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+                 output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
+        """``request`` for many spatial specs, keys computed in bulk per resolved input prep
+        (a model with a fixed input size may tile one chip and resize a smaller one)."""
+        if not spatials:
+            return []
+        template = self.request(spatials[0], temporal, output, **options)
+        if self.description.image_size is None:
+            return with_spatials(template, spatials)
+        given = options.get("input_prep")
+        groups: dict[InputPrepSpec, list[int]] = {}
+        for i, spatial in enumerate(spatials):
+            groups.setdefault(self.resolved_prep(given, spatial, template.sensor, output), []).append(i)
+        out: list[EmbeddingRequest | None] = [None] * len(spatials)
+        for prep, indexes in groups.items():
+            for i, request in zip(indexes, with_spatials(replace(template, input_prep=prep),
+                                                          [spatials[i] for i in indexes])):
+                out[i] = request
+        return cast(list[EmbeddingRequest], out)
+
+    def resolved_prep(self, given: InputPrepSpec | str | None, spatial: SpatialSpec, sensor: SensorSpec,
+                      output: OutputSpec) -> InputPrepSpec:
+        """The input preparation a request really gets, in one canonical spelling per
+        computation, so that its key names what runs: models without a fixed input size
+        ignore it (``resize``); ``None`` is the reference default ``tile`` (``resize`` for a
+        grid of a model whose tiled grids show seams, with a warning); ``auto`` and
+        single-tile layouts resolve to what they do (``models.input_prep.resolved_mode``)."""
         size = self.description.image_size
-        if prep.mode != "auto" or size is None:
-            return prep
-        grid = chip_grid_for(spatial, sensor.scale_m)
-        return replace(prep, mode=resolved_mode(prep, grid.height, grid.width, size, output.mode == "grid"))
+        if size is None:
+            return InputPrepSpec()
+        grid_output = output.mode == "grid"
+        seams = grid_output and self.description.tiled_grid_seams
+        if given is None or (seams and InputPrepSpec.parse(given).mode == "auto"):
+            prep = InputPrepSpec.resize() if seams else InputPrepSpec.parse(given, default="tile")
+            if seams:
+                warnings.warn(f"{self.model}: a tiled grid would stitch independent per-tile token grids "
+                              "(seams at tile edges), so this grid uses input_prep='resize'; pass "
+                              "input_prep='tile' to tile anyway", UserWarning, stacklevel=3)
+        else:
+            prep = InputPrepSpec.parse(given)
+            if seams and prep.mode == "tile":
+                warnings.warn(f"{self.model}: a tiled grid stitches independent per-tile token grids and "
+                              "can show seams at tile edges", UserWarning, stacklevel=3)
+        chip = chip_grid_for(spatial, sensor.scale_m)
+        if resolved_mode(prep, chip.height, chip.width, size, grid_output) == "resize":
+            return InputPrepSpec()
+        return InputPrepSpec("tile", tile_size=prep.tile_size or size, pad_edges=prep.pad_edges)
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
         grid = chip_grid_for(request.spatial, request.sensor.scale_m)
@@ -78,7 +122,7 @@ class OnTheFlyProducer(Producer):
                 continue
             grid = to_dataarray(fmap) if request.output.mode == "grid" else None
             out.append(EmbeddingRecord(request, tile_id(request.spatial), vector, grid,
-                                       self._meta(request, chip)))
+                                       {**self._meta(request, chip), **fmap.meta}))
         return out
 
     def _meta(self, request: EmbeddingRequest, chip: Chip) -> dict[str, Any]:

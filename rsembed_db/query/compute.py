@@ -148,7 +148,25 @@ def read_through(producer: Producer, requests: list[EmbeddingRequest],
         for flight_id, embedding in flights.run(list(misses), compute_owned).items():
             found[misses[flight_id].key] = embedding
     # Callers may share one computed value: each gets its own meta.
-    return [Embedding(found[r.key].data, dict(found[r.key].meta)) for r in requests]
+    return [Embedding(found[r.key].data, {**found[r.key].meta, **contract_meta(producer, r, found[r.key])})
+            for r in requests]
+
+
+def contract_meta(producer: Producer, request: EmbeddingRequest, embedding: Embedding) -> dict[str, Any]:
+    """The reference's stable ``Embedding.meta`` fields, for stored and computed embeddings alike."""
+    description = producer.description
+    grid = request.output.mode == "grid"
+    meta: dict[str, Any] = {
+        "model": producer.model, "type": description.kind, "backend": producer.backend,
+        "temporal": request.temporal.to_dict(),
+        "sensor": request.sensor.to_dict() if request.sensor is not None else None,
+        "output": request.output.mode, "pooling": f"{request.output.pooling} over the ROI",
+        "grid_hw": list(embedding.data.shape[-2:]) if grid else None,
+        "cls_removed": description.kind == "on_the_fly" and description.patch_size not in (None, 1),
+    }
+    if "input_prep" not in embedding.meta:
+        meta["input_prep"] = request.input_prep.to_dict()
+    return meta
 
 
 def _flight_id(store: EmbeddingStore | None, table: str, request: EmbeddingRequest) -> Hashable:

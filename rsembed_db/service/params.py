@@ -77,10 +77,16 @@ def spatial(value: Any, field: str = "spatial") -> SpatialSpec:
     return under(field, build, "spatial")
 
 
-def temporal(value: Any, field: str = "temporal") -> TemporalSpec:
+def temporal(value: Any, field: str = "temporal") -> TemporalSpec | None:
+    """``{"year": Y}``, ``{"start", "end"}``, the documented ``{"mode", "year", "start", "end"}``,
+    or nothing (None: the model's default window)."""
+    if value is None or value == {}:
+        return None
     data = _object(field or "temporal", value)
 
     def build() -> TemporalSpec:
+        if "mode" in data:
+            return _fields("temporal", TemporalSpec, data)
         if "year" in data:
             if "start" in data or "end" in data:
                 raise SpecError("year", "give either year or start/end, not both")
@@ -110,8 +116,11 @@ def fetch(value: Any, field: str = "fetch") -> FetchSpec | None:
     return under(field, lambda: _fields("fetch", FetchSpec, _object("fetch", value)), "fetch")
 
 
-def input_prep(value: Any, field: str = "input_prep") -> InputPrepSpec:
-    if value is None or isinstance(value, str):
+def input_prep(value: Any, field: str = "input_prep") -> InputPrepSpec | None:
+    """A spec, a shorthand, or None (the reference default: ``tile``, resolved per chip)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
         return under(field, lambda: InputPrepSpec.parse(value), "input_prep")
     return under(field, lambda: _fields("input_prep", InputPrepSpec, _object("input_prep", value)),
                  "input_prep")

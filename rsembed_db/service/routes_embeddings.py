@@ -43,12 +43,16 @@ class EmbeddingsBody(BaseModel):
     model: str
     spatials: list[dict[str, Any]] = Field(min_length=1, description=(
         "ROIs: {lon, lat, buffer_m} | {bbox: [minlon, minlat, maxlon, maxlat]} | {h3: cell} | {kind, ...}"))
-    temporal: dict[str, Any] = Field(description='{"year": 2022} or {"start": "2022-06-01", "end": "2022-09-01"}')
+    temporal: dict[str, Any] | None = Field(None, description=(
+        '{"year": 2022}, {"start": "2022-06-01", "end": "2022-09-01"} or {"mode", "year", "start", "end"}; '
+        "omitted: the model's default window"))
     output: str | dict[str, Any] = Field("pooled", description='"pooled", "grid" or {mode, pooling, grid_orientation}')
     sensor: dict[str, Any] | None = Field(None, description="Full SensorSpec (not with fetch).")
     fetch: dict[str, Any] | None = Field(None, description="FetchSpec overrides: scale_m, cloudy_pct, fill_value, composite.")
     modality: str | None = None
-    input_prep: str | dict[str, Any] | None = "resize"
+    input_prep: str | dict[str, Any] | None = Field(None, description=(
+        '"resize", "tile", "auto" or {mode, tile_size, max_tiles, pad_edges}; omitted: tile (resize when the ROI '
+        "fits one tile)"))
     config: dict[str, Any] | None = Field(None, alias="model_config", description="Model configuration.")
     compute: Compute = Field("auto", description="auto: compute misses; never: 404 for misses.")
 
@@ -82,11 +86,11 @@ class _Query:
     model: str
     config: dict[str, Any]
     spatials: list[SpatialSpec]
-    temporal: TemporalSpec
+    temporal: TemporalSpec | None
     output: OutputSpec
     sensor: SensorSpec | None
     fetch: FetchSpec | None
-    input_prep: InputPrepSpec
+    input_prep: InputPrepSpec | None
     modality: str | None
     compute: str
 
@@ -141,7 +145,7 @@ def get_embedding(
     h3: Annotated[str | None, Query(description="An H3 cell id.")] = None,
     year: int | None = None, start: str | None = None, end: str | None = None,
     output: Literal["pooled", "grid"] = "pooled", pooling: str = "mean",
-    grid_orientation: str = "north_up", input_prep: str = "resize", modality: str | None = None,
+    grid_orientation: str = "north_up", input_prep: str | None = None, modality: str | None = None,
     scale_m: float | None = None, cloudy_pct: float | None = None, fill_value: float | None = None,
     composite: str | None = None,
     sensor: Annotated[str | None, Query(description="SensorSpec as a JSON object.")] = None,

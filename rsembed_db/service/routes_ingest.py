@@ -27,7 +27,9 @@ class IngestBody(BaseModel):
 
     model: str
     region: dict[str, Any] = Field(description="GeoJSON Feature, FeatureCollection or (Multi)Polygon, lon/lat.")
-    temporal: dict[str, Any] = Field(description='{"year": 2022} or {"start": ..., "end": ...}')
+    temporal: dict[str, Any] | None = Field(None, description=(
+        '{"year": 2022}, {"start": ..., "end": ...} or {"mode", "year", "start", "end"}; omitted: the model default'))
+    input_prep: str | dict[str, Any] | None = Field(None, description="resize, tile, auto or a spec; omitted: tile")
     tiles: str = Field("h3:8", description="h3:<res> or grid:<size_m>")
     cover: str = Field("centre", description="h3 tiles: centre (cell centre inside) or full (cover the region)")
     output: str = Field("pooled", description="pooled, grid or both (grid/both keep the (D,H,W) grid)")
@@ -48,7 +50,8 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
         raise ApiError(413, "region", f"the region gives about {exc.count} {body.tiles} tiles, more than "
                                       f"this server's limit of {limit}; split it or use a coarser tiler") from None
     ctx.require_imagery(producer)
-    job = ctx.jobs.submit(producer, [producer.request(s, temporal, out_spec) for s in spatials], body.tiles)
+    requests = producer.requests(spatials, temporal, out_spec, input_prep=params.input_prep(body.input_prep))
+    job = ctx.jobs.submit(producer, requests, body.tiles)
     response.headers["Location"] = f"/v1/ingest/{job['id']}"
     return job
 

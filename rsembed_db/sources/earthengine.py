@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -114,11 +115,10 @@ class EarthEngineSource:
         ee = self.initialize()
         family = find_collection(sensor.collection)
         bands = tuple(family.band_name(b) for b in sensor.bands)
-        collection = self._collection(ee, family, grid, temporal, sensor, bands)
-        scenes = self._call(lambda: ee.Dictionary({
-            "ids": collection.aggregate_array("system:index"),
-            "times": collection.aggregate_array("system:time_start"),
-        }).getInfo())
+        collection, scenes = self._scenes(ee, family, grid, temporal, sensor, bands)
+        relaxed = not scenes["ids"] and family.sar and sensor.s1_require_iw and sensor.s1_relax_iw_on_empty
+        if relaxed:  # no IW scene: the other acquisition modes, as SensorSpec.s1_relax_iw_on_empty says
+            collection, scenes = self._scenes(ee, family, grid, temporal, replace(sensor, s1_require_iw=False), bands)
         if not scenes["ids"]:
             raise TileFailure(f"no {family.names[0]} scene in window {temporal.start_date}..{temporal.end_date} "
                               f"intersects tile (cloudy_pct={sensor.cloudy_pct:g})")
@@ -137,8 +137,19 @@ class EarthEngineSource:
             "covered_fraction": float(valid.mean()),
             "input_time": temporal.midpoint.isoformat(),
             "requests": requests,
+            **({"s1_iw_relaxed": True} if relaxed else {}),
         }
         return Chip(data, valid, tuple(sensor.bands), grid, meta)
+
+    def _scenes(self, ee: Any, family: EECollection, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec,
+                bands: tuple[str, ...]) -> tuple[Any, dict[str, list]]:
+        """The filtered collection and its scene ids and times."""
+        collection = self._collection(ee, family, grid, temporal, sensor, bands)
+        scenes = self._call(lambda: ee.Dictionary({
+            "ids": collection.aggregate_array("system:index"),
+            "times": collection.aggregate_array("system:time_start"),
+        }).getInfo())
+        return collection, scenes
 
     def _collection(self, ee: Any, family: EECollection, grid: ChipGrid, temporal: TemporalSpec,
                     sensor: SensorSpec, bands: tuple[str, ...]) -> Any:

@@ -75,7 +75,8 @@ class EECollection:
         if self.cloud_property is not None:
             out.append(ee.Filter.lte(self.cloud_property, float(sensor.cloudy_pct)))
         if self.sar:
-            out.append(ee.Filter.eq("instrumentMode", "IW"))
+            if sensor.s1_require_iw:
+                out.append(ee.Filter.eq("instrumentMode", "IW"))
             out += [ee.Filter.listContains("transmitterReceiverPolarisation", b)
                     for b in bands if b in _POLARISATIONS]
             if sensor.orbit is not None:

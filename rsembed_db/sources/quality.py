@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rsembed_db.errors import TileFailure
+from rsembed_db.errors import BadInput
 from rsembed_db.sources.bands import normalise_band
 from rsembed_db.sources.base import Chip
 from rsembed_db.specs.sensor import SensorSpec
@@ -102,12 +102,12 @@ def save_report(report: dict[str, Any], chip: Chip, out_dir: str | Path, name: s
 
 def check_input(chip: Chip, sensor: SensorSpec, name: str, model: str | None = None) -> dict[str, Any]:
     """``SensorSpec.check_input``: report on a fetched chip, saved to ``check_save_dir`` when set;
-    TileFailure listing the issues when ``check_raise`` and any were found."""
+    BadInput (a TileFailure) listing the issues when ``check_raise`` and any were found."""
     report = chip_report(chip, sensor)
     if model is not None:
         report["model"] = model
     if sensor.check_save_dir:
         report = save_report(report, chip, sensor.check_save_dir, name)
     if report["issues"] and sensor.check_raise:
-        raise TileFailure(f"input check failed: {'; '.join(report['issues'])}")
+        raise BadInput(f"input check failed: {'; '.join(report['issues'])}")
     return report

@@ -75,15 +75,36 @@ class InputPrepSpec:
             raise SpecError("input_prep.max_tiles", f"must be an integer >= 1, got {self.max_tiles!r}")
 
     @classmethod
-    def parse(cls, value: "InputPrepSpec | str | None") -> "InputPrepSpec":
-        """Accept a spec, one of the string shorthands, or None (resize)."""
+    def resize(cls) -> InputPrepSpec:
+        """Resample the whole ROI to the model's input size and run it once."""
+        return cls("resize")
+
+    @classmethod
+    def tile(cls, *, tile_size: int | None = None, tile_stride: int | None = None, max_tiles: int = 9,
+             pad_edges: bool = True) -> InputPrepSpec:
+        """Run the model on ``tile_size`` tiles (default: the model's input size) and stitch."""
+        return cls("tile", tile_size, tile_stride, max_tiles, pad_edges)
+
+    @classmethod
+    def auto(cls, *, tile_size: int | None = None, tile_stride: int | None = None, max_tiles: int = 9,
+             pad_edges: bool = True) -> InputPrepSpec:
+        """Tile for grid output when at most ``max_tiles`` tiles are needed, else resize."""
+        return cls("auto", tile_size, tile_stride, max_tiles, pad_edges)
+
+    @classmethod
+    def parse(cls, value: InputPrepSpec | str | None, default: str = "resize") -> InputPrepSpec:
+        """Accept a spec, one of the string shorthands (any case), or None (``default``)."""
         if value is None:
-            return cls()
+            return cls(default)
         if isinstance(value, InputPrepSpec):
             return value
-        require_choice("input_prep", value, PREP_MODES)
-        return cls(mode=value)
+        mode = value.strip().lower() if isinstance(value, str) else value
+        require_choice("input_prep", mode, PREP_MODES)
+        return cls(mode=mode)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "tile_size": self.tile_size, "tile_stride": self.tile_stride,
-                "max_tiles": self.max_tiles, "pad_edges": self.pad_edges}
+        out = {"mode": self.mode, "tile_size": self.tile_size, "tile_stride": self.tile_stride,
+               "max_tiles": self.max_tiles, "pad_edges": self.pad_edges}
+        if self.mode == "tile":  # tiled outputs keep the patch layout (models.input_prep)
+            out["stitch"] = "patch_layout"
+        return out

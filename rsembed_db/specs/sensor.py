@@ -12,6 +12,8 @@ COMPOSITES = ("median", "mosaic")
 ORBITS = ("ASCENDING", "DESCENDING")
 # check_* only control input inspection; they never change the values computed.
 _NOT_IN_KEY = ("check_input", "check_raise", "check_save_dir")
+# Fields added after keys were first stored: in the key only when they differ from these defaults.
+_KEYED_WHEN_SET = {"s1_require_iw": True, "s1_relax_iw_on_empty": True}
 
 
 @dataclass(frozen=True)
@@ -20,13 +22,15 @@ class SensorSpec:
 
     collection: str
     bands: tuple[str, ...]
-    scale_m: float = 10.0
-    cloudy_pct: float = 30.0
+    scale_m: float = 10
+    cloudy_pct: float = 30
     fill_value: float = 0.0
     composite: str = "median"
     modality: str | None = None
     orbit: str | None = None
     use_float_linear: bool = True
+    s1_require_iw: bool = True
+    s1_relax_iw_on_empty: bool = True
     check_input: bool = False
     check_raise: bool = True
     check_save_dir: str | None = None
@@ -50,11 +54,17 @@ class SensorSpec:
         require_number("fill_value", self.fill_value)
         require_choice("composite", self.composite, COMPOSITES)
         if self.orbit is not None:
-            require_choice("orbit", self.orbit, ORBITS)
+            orbit = self.orbit.strip().upper() if isinstance(self.orbit, str) else self.orbit
+            require_choice("orbit", orbit, ORBITS)
+            object.__setattr__(self, "orbit", orbit)
+        for name in ("use_float_linear", "s1_require_iw", "s1_relax_iw_on_empty", "check_input", "check_raise"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(name, f"must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical form: every field that changes the fetched values."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_KEY}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_KEY
+               and not (f.name in _KEYED_WHEN_SET and getattr(self, f.name) == _KEYED_WHEN_SET[f.name])}
         out["bands"] = list(self.bands)
         out["scale_m"] = float(self.scale_m)
         out["cloudy_pct"] = float(self.cloudy_pct)

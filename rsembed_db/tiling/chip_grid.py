@@ -45,17 +45,18 @@ class ChipGrid:
         left, top = self.transform.c, self.transform.f
         return left, top + self.transform.e * self.height, left + self.transform.a * self.width, top
 
-    def roi_mask(self, shape: tuple[int, int] | None = None, transform: Affine | None = None) -> np.ndarray:
+    def roi_mask(self, shape: tuple[int, int] | None = None, transform: Affine | None = None,
+                 touched_fallback: bool = True) -> np.ndarray:
         """Boolean (H, W) mask of pixels whose centre lies in the ROI.
 
         With another ``shape``/``transform`` (e.g. a coarser feature grid) the mask is
         computed on that grid. An ROI smaller than every pixel centre falls back to
-        the pixels it touches, so a mask is never empty.
+        the pixels it touches (unless ``touched_fallback`` is False), so a mask is never empty.
         """
         shape = shape or (self.height, self.width)
         transform = transform or self.transform
         inside = geometry_mask([self.roi], out_shape=shape, transform=transform, invert=True)
-        if not inside.any():
+        if touched_fallback and not inside.any():
             inside = geometry_mask([self.roi], out_shape=shape, transform=transform,
                                    invert=True, all_touched=True)
         return inside

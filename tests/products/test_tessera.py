@@ -209,11 +209,7 @@ def test_cli_ingest_tessera(tmp_path, db):
     assert EmbeddingStore(db).table("tessera").count_rows() == cells
 
 
-def test_tessera_windows_must_be_calendar_years(tmp_path):
-    with pytest.raises(SpecError, match="annual product"):
-        get_embedding("tessera", spatial=PointBuffer(12.35, 52.45, 300),
-                      temporal=TemporalSpec.range("2024-03-01", "2024-06-01"),
-                      model_config=config(tmp_path))
+def test_tessera_years_must_be_published(tmp_path):
     with pytest.raises(SpecError, match="covers 2017..2025, got 2016"):
         get_embedding("tessera", spatial=PointBuffer(12.35, 52.45, 300),
                       temporal=TemporalSpec.year(2016), model_config=config(tmp_path))

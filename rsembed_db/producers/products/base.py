@@ -8,6 +8,7 @@ local copy) and *what the data is* (e.g. a dataset version: part of the key).
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -34,6 +35,7 @@ class ProductProducer(BulkProducer):
 
     name: ClassVar[str]
     years: ClassVar[tuple[int, ...]]
+    default_year: ClassVar[int | None] = None  # the year of ``temporal=None`` (None: temporal is required)
     options: ClassVar[dict[str, str]]  # config key -> environment variable ("" if none)
 
     def __init__(self, **config: Any) -> None:
@@ -65,23 +67,37 @@ class ProductProducer(BulkProducer):
         if sensor is not None or fetch is not None:
             raise SpecError("sensor", f"{self.name} is a precomputed product: it takes no sensor "
                             "or fetch spec")
-        self.year_of(temporal)
+        temporal = self.resolve_temporal(temporal)
         return EmbeddingRequest(model=self.model, spatial=spatial, temporal=temporal,
                                 output=output, sensor=None, input_prep=InputPrepSpec(),
                                 model_config=self.key_config)
 
-    def year_of(self, temporal: TemporalSpec) -> int:
-        """The calendar year of an annual window; SpecError for any other window."""
+    def resolve_temporal(self, temporal: TemporalSpec | None) -> TemporalSpec:
+        """The annual window a request reads, as the reference resolves it: ``None`` is the
+        product's default year (with a warning) or an error naming ``temporal``; a window
+        that is not one calendar year selects the year it starts in (with a warning)."""
+        span = f"{self.years[0]}" if len(self.years) == 1 else f"{self.years[0]}..{self.years[-1]}"
+        if temporal is None:
+            if self.default_year is None:
+                raise SpecError("temporal", f"{self.name} is an annual product: give a year "
+                                f"(TemporalSpec.year(Y), --year Y) with Y in {span}")
+            warnings.warn(f"temporal=None: {self.name} defaults to year {self.default_year}; pass "
+                          "TemporalSpec.year(...) for reproducible, self-documented results",
+                          UserWarning, stacklevel=4)
+            return TemporalSpec.year(self.default_year)
         year = temporal.calendar_year
-        first, last = self.years[0], self.years[-1]
-        span = f"{first}" if first == last else f"{first}..{last}"
         if year is None:
-            raise SpecError("temporal", f"{self.name} is an annual product: use a calendar-year "
-                            f"window (--year Y, TemporalSpec.year(Y)) with Y in {span}, got "
-                            f"[{temporal.start_date}, {temporal.end_date})")
+            year = temporal.start_date.year
+            warnings.warn(f"{self.name} publishes annual embeddings: the window [{temporal.start_date}, "
+                          f"{temporal.end_date}) reads year {year} (the year it starts in)",
+                          UserWarning, stacklevel=4)
         if year not in self.years:
             raise SpecError("year", f"{self.name} covers {span}, got {year}")
-        return year
+        return temporal if temporal.calendar_year == year else TemporalSpec.year(year)
+
+    def year_of(self, temporal: TemporalSpec) -> int:
+        """The year of an already resolved request's window (``resolve_temporal``)."""
+        return self.resolve_temporal(temporal).start_date.year
 
     def meta(self, request: EmbeddingRequest, **extra: Any) -> dict[str, Any]:
         return {**self._meta_base(request.temporal), **extra}

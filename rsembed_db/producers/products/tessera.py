@@ -40,6 +40,7 @@ _BOX_SEGMENT_DEG = 0.001
 class TesseraProducer(TiledProduct):
     name = "tessera"
     years = YEARS
+    default_year = 2021  # the reference client's year for temporal=None
     options = {"dir": "RSEMBED_TESSERA_DIR", "url": "RSEMBED_TESSERA_URL", "version": "",
                "verify_local": ""}
 
