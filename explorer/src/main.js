@@ -198,6 +198,7 @@ async function refresh() {
 async function loadCells() {
   const generation = ++state.generation;
   const params = { table: state.table.name, bbox: viewBbox().join(","), ...timeFilter() };
+  state.cellsQuery = params;
   const cells = [];
   let offset = 0;
   let total = 0;
@@ -592,4 +593,7 @@ function rerun() {
 window.rsembedExplorer = { map, overlay, state, busy: api.busy };
 
 updateKeyButton();
-map.on("load", loadTables);
+map.on("load", () => {
+  if (CONFIG.key_required && !api.apiKey()) openKeyDialog("This server needs an API key to read.");
+  else loadTables();
+});

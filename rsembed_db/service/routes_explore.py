@@ -2,7 +2,7 @@
 
 The page and its assets need no key (they hold no data); everything it shows comes from
 the public HTTP API with the key the user enters. ``basemap_style`` is handed to the page
-in a JSON script element.
+in a JSON script element, with ``key_required`` (reads need a key: the page asks for one first).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def index() -> str:
 @router.get("/explore", response_class=HTMLResponse, summary="The map explorer (HTML page)")
 def explore(ctx: Context) -> str:
     page = (ASSETS / "index.html").read_text(encoding="utf-8")
-    config = json.dumps({"basemap_style": ctx.settings.basemap_style, "version": __version__})
+    settings = ctx.settings
+    config = json.dumps({"basemap_style": settings.basemap_style, "version": __version__,
+                         "key_required": bool(settings.api_keys) and not settings.public_reads})
     return page.replace(CONFIG_SLOT, CONFIG_SLOT.replace("{}", config.replace("<", "\\u003c")))
 
 
