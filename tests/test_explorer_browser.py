@@ -302,3 +302,60 @@ def test_change_view_colours_cells_by_their_change(session, server):
     outside = [f["properties"]["distance"] for f in expected if f["properties"]["lon"] < west - 0.006]
     assert outside and max(outside) < 1e-6
     assert "2017 \u2192 2021" in session.page.text_content("#legend")
+
+
+def test_search_filters_polygon_h3_parent_and_view(session, server):
+    cells = view_cells(server, session)
+    query = middle_cell(cells)
+    session.page.click("#filters summary")
+    # A polygon drawn around the western half of the cells.
+    lons = sorted(c["lon"] for c in cells)
+    lats = sorted(c["lat"] for c in cells)
+    west, east, south, north = lons[0] - 0.003, (lons[0] + lons[-1]) / 2 + 0.002, lats[0] - 0.003, lats[-1] + 0.003
+    session.page.click("#draw")
+    for lon, lat in ((west, south), (east, south), (east, north), (west, north)):
+        x, y = session.screen(lon, lat)
+        session.page.mouse.click(x, y)
+    session.page.click("#draw")  # finish
+    polygon = session.state("{type: 'Polygon', coordinates: [s.draw.points]}")
+    assert len(polygon["coordinates"][0]) == 5 and session.state("s.draw.closed")
+    session.click(query)
+    session.page.wait_for_selector("#results tbody tr")
+    session.idle()
+    body = {"table": "mosaiks", "key": query["key"], "k": 10, "filters": {"year": 2017, "polygon": polygon}}
+    expected = api(server, "POST", "/v1/search", json=body)["results"]
+    assert session.listed() == [r["h3"] for r in expected]
+    assert all(r["lon"] <= east + 1e-9 for r in expected)
+    session.shot("5-polygon")
+    session.page.click("#clear-polygon")
+
+    # An H3 parent (the query cell's resolution-7 parent: 7 cells of resolution 8).
+    import h3
+
+    parent = h3.cell_to_parent(query["h3"], 7)
+    session.page.fill("#h3-parent", parent)
+    session.click(query)
+    session.page.wait_for_function(f"rsembedExplorer.state.lastSearch.filters.h3_parent === '{parent}'")
+    session.idle()
+    expected = api(server, "POST", "/v1/search", json={"table": "mosaiks", "key": query["key"], "k": 10,
+                                                        "filters": {"year": 2017, "h3_parent": parent}})["results"]
+    assert session.listed() == [r["h3"] for r in expected] and 0 < len(expected) <= 6
+    assert all(h3.cell_to_parent(r["h3"], 7) == parent for r in expected)
+    session.page.fill("#h3-parent", "not-a-cell")
+    session.click(query)
+    session.page.wait_for_function("document.getElementById('status').dataset.kind === 'error'")
+    assert "filters.h3_parent" in session.page.text_content("#status")
+    session.page.fill("#h3-parent", "")
+
+    # Only the current view: zoom in, then the bbox of the view is a filter.
+    session.page.evaluate(f"rsembedExplorer.map.jumpTo({{center: [{query['lon']}, {query['lat']}], zoom: 14}})")
+    session.idle()
+    session.page.check("#in-view")
+    session.click(query)
+    session.page.wait_for_function("rsembedExplorer.state.lastSearch.filters.bbox !== undefined")
+    session.idle()
+    bbox = session.state("s.lastSearch.filters.bbox")
+    expected = api(server, "POST", "/v1/search", json={"table": "mosaiks", "key": query["key"], "k": 10,
+                                                        "filters": {"year": 2017, "bbox": bbox}})["results"]
+    assert session.listed() == [r["h3"] for r in expected] and len(expected) < 10
+    assert all(bbox[0] <= r["lon"] <= bbox[2] and bbox[1] <= r["lat"] <= bbox[3] for r in expected)

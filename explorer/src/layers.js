@@ -16,7 +16,7 @@ export function footprints(id, items, props) {
 }
 
 export function cellLayers(state) {
-  const layers = [];
+  const layers = polygonFill(state.draw); // under the cells, so results keep their colours
   const highlighted = state.mode === "similar" && state.results.length > 0;
   if (state.mode === "change") {
     layers.push(...footprints("change", state.change, {
@@ -54,11 +54,16 @@ export function cellLayers(state) {
   return layers;
 }
 
-// The polygon filter: finished (filled) or being drawn (path and vertices).
+function polygonFill(draw) {
+  return draw.closed ? [new PolygonLayer({ id: "polygon-fill", data: [draw.points], getPolygon: (d) => d,
+    filled: true, stroked: false, getFillColor: [30, 100, 220, 40] })] : [];
+}
+
+// The polygon filter's outline: finished, or being drawn (path and vertices).
 function drawLayers(draw) {
   if (draw.closed) {
-    return [new PolygonLayer({ id: "polygon", data: [draw.points], getPolygon: (d) => d, filled: true, stroked: true,
-      getFillColor: [30, 100, 220, 25], getLineColor: [30, 100, 220, 230], getLineWidth: 2, lineWidthUnits: "pixels" })];
+    return [new PathLayer({ id: "polygon-outline", data: [draw.points], getPath: (d) => d, getColor: [30, 100, 220, 230],
+      getWidth: 2, widthUnits: "pixels" })];
   }
   if (!draw.points.length) return [];
   return [

@@ -297,7 +297,8 @@ async function runSearch(request, what) {
   renderList(rows);
   redraw();
   const cut = useThreshold ? ` within distance ${threshold}` : "";
-  setStatus(`${rows.length} nearest${cut} (${what}; ${answer.route} search over ~${answer.matched ?? "all"} rows).`);
+  const over = answer.matched === null ? "" : ` over ~${answer.matched} matching rows`;
+  setStatus(`${rows.length} nearest${cut} (${what}; ${answer.route} search${over}).`);
 }
 
 function searchCell(cell) {
