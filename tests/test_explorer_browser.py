@@ -359,3 +359,37 @@ def test_search_filters_polygon_h3_parent_and_view(session, server):
                                                         "filters": {"year": 2017, "bbox": bbox}})["results"]
     assert session.listed() == [r["h3"] for r in expected] and len(expected) < 10
     assert all(bbox[0] <= r["lon"] <= bbox[2] and bbox[1] <= r["lat"] <= bbox[3] for r in expected)
+
+
+def test_bbox_tiles_are_drawn_as_their_polygons(session, server, demo_db):
+    """A table of bbox tiles (no H3 ids): drawn from the footprints /v1/cells returns."""
+    import numpy as np
+
+    from rsembed_db.producers.records import EmbeddingRecord
+    from rsembed_db.specs import BBox, EmbeddingRequest, TemporalSpec
+    from rsembed_db.store import EmbeddingStore
+
+    rng = np.random.default_rng(3)
+    boxes = [BBox(12.55 + 0.02 * i, 52.47 + 0.012 * j, 12.568 + 0.02 * i, 52.481 + 0.012 * j)
+             for i in range(5) for j in range(3)]
+    records = [EmbeddingRecord(EmbeddingRequest("tiles", box, TemporalSpec.year(2020)), f"tile-{n}",
+                               rng.normal(size=16).astype(np.float32)) for n, box in enumerate(boxes)]
+    EmbeddingStore(demo_db).write("tiles", records, 16)
+    session.page.reload()  # the table list is read when the page loads
+    session.idle()
+    session.page.select_option("#table", "tiles")
+    session.page.wait_for_function("rsembedExplorer.state.table.name === 'tiles' && rsembedExplorer.state.cells.length"
+                                   " === 15")
+    session.idle()
+    cells = view_cells(server, session)
+    assert len(cells) == 15 and all(c["h3"] is None for c in cells)
+    image = session.shot("6-tiles")
+    for cell in cells:
+        pixel = image.getpixel(tuple(map(int, session.screen(cell["lon"], cell["lat"]))))
+        assert close_to(pixel, blended(cell["color"], 235)), (cell["tile_id"], pixel, cell["color"])
+    session.click(cells[7])
+    session.page.wait_for_selector("#results tbody tr")
+    session.idle()
+    expected = api(server, "POST", "/v1/search", json={"table": "tiles", "key": cells[7]["key"], "k": 10,
+                                                        "filters": {"year": 2020}})["results"]
+    assert session.listed() == [r["tile_id"] for r in expected]

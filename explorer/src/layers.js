@@ -5,6 +5,16 @@ import { PathLayer, PolygonLayer, ScatterplotLayer } from "@deck.gl/layers";
 
 import { NEGATIVE, POSITIVE, QUERY } from "./colours.js";
 
+const DOTS_BELOW_ZOOM = 9;
+
+// Zoomed far out: each place also as a dot of at least 3 pixels, in its colour.
+function dots(state, highlighted) {
+  const data = state.mode === "change" ? state.change : highlighted ? state.results : state.cells;
+  return new ScatterplotLayer({ id: "dots", data, getPosition: (d) => [d.lon, d.lat], getRadius: 1,
+    radiusMinPixels: 3, getFillColor: (d) => [...(d.rampColor || d.color), 255], pickable: true,
+    updateTriggers: { getFillColor: state.version } });
+}
+
 // Two layers (H3 cells, other footprints) drawing `items` with the same accessors.
 export function footprints(id, items, props) {
   const common = { extruded: false, lineWidthUnits: "pixels", ...props };
@@ -40,6 +50,7 @@ export function cellLayers(state) {
       getLineColor: [...QUERY, 255], getLineWidth: 4, stroked: true, filled: false, pickable: false,
     }));
   }
+  if (state.zoom < DOTS_BELOW_ZOOM) layers.push(dots(state, highlighted)); // cells too small to see
   const labelled = state.mode === "similar" ? [...state.labels.values()] : [];
   layers.push(...footprints("labels", labelled, {
     getLineColor: (d) => [...(d.label === "positive" ? POSITIVE : NEGATIVE), 255], getLineWidth: 3.5,

@@ -33,6 +33,7 @@ const state = {
   draw: { active: false, points: [], closed: false },
   flash: null,
   version: 0,
+  zoom: 0,
   generation: 0,
   lastSearch: null,
   lastChange: null,
@@ -61,6 +62,7 @@ map.addControl(overlay);
 
 function redraw() {
   state.version += 1;
+  state.zoom = map.getZoom();
   overlay.setProps({ layers: cellLayers(state) });
 }
 
@@ -478,7 +480,7 @@ function addCorner(event) {
 }
 
 // ---------------------------------------------------------------- clicks
-const PICKABLE = ["cells-h3", "cells-tiles", "results-h3", "results-tiles", "change-h3", "change-tiles"];
+const PICKABLE = ["cells-h3", "cells-tiles", "results-h3", "results-tiles", "change-h3", "change-tiles", "dots"];
 
 map.on("click", (event) => {
   if (state.draw.active) {
@@ -535,6 +537,7 @@ function setMode(mode) {
 
 let moveTimer = null;
 map.on("moveend", () => {
+  if ((map.getZoom() < 9) !== (state.zoom < 9)) redraw(); // dots on or off
   clearTimeout(moveTimer);
   moveTimer = setTimeout(refresh, 250);
 });
