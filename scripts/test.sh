@@ -2,10 +2,18 @@
 # Set up (idempotent) and run the whole test suite: everything in the lean .venv
 # (torch 2.13.0 CPU), then the model-zoo tests in .venv-zoo (the `zoo` extra:
 # torch 2.14.1 + torchvision, timm, open_clip, torchgeo, terratorch), where they run
-# for real instead of being skipped.
+# for real instead of being skipped. The map explorer's browser tests need chromium
+# (installed below from Debian's packages when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The explorer's browser tests drive Debian's chromium through Playwright (which cannot
+# download its own browsers here): install the distribution's package when it is missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+fi
 .venv/bin/python -m pytest -q
 bash scripts/setup_zoo.sh
 .venv-zoo/bin/python -m pytest -q tests/test_model_zoo.py tests/test_zoo_registry.py tests/zoo

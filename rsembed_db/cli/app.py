@@ -9,7 +9,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from rsembed_db.api import enable_pretty_warnings
-from rsembed_db.cli import catalog, export, export_batch, ingest, inspect, maintain, retrieve, search, serve, sql
+from rsembed_db.cli import (
+    catalog,
+    change,
+    export,
+    export_batch,
+    ingest,
+    inspect,
+    labels,
+    maintain,
+    retrieve,
+    search,
+    serve,
+    sql,
+)
 from rsembed_db.cli.errors import exit_code
 from rsembed_db.errors import RsembedError
 
@@ -29,6 +42,8 @@ app.command()(export.export)
 app.command()(export_batch.export_batch)
 app.command()(inspect.inspect)
 app.command()(serve.serve)
+app.command()(change.change)
+app.add_typer(labels.app, name="labels")
 
 
 def main() -> None:

@@ -33,9 +33,12 @@ def serve(
     public_reads: Annotated[bool, typer.Option(help="With API keys configured, let reads through without a key.")] = False,
     max_body_bytes: Annotated[Optional[int], typer.Option(help="Largest request body (bytes).")] = None,
     max_region_tiles: Annotated[Optional[int], typer.Option(help="Largest ingest plan (tiles).")] = None,
+    basemap_style: Annotated[Optional[str], typer.Option(
+        help="MapLibre style URL drawn under the explorer's cells (default: bundled country outlines, offline); "
+             "default $RSEMBED_BASEMAP_STYLE.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the HTTP API (OpenAPI at /docs). API keys: RSEMBED_API_KEYS="key1:read,key2:write"
+    """Serve the HTTP API (OpenAPI at /docs) and the map explorer (/explore). API keys: RSEMBED_API_KEYS="key1:read,key2:write"
     or RSEMBED_API_KEYS_FILE; without keys the service is open and binds to loopback only."""
     import uvicorn
 
@@ -43,7 +46,8 @@ def serve(
 
     settings = ServiceSettings.from_env(
         db=db, imagery=tuple(map(str, imagery)) if imagery else None, imagery_date=imagery_date, source=source,
-        public_reads=public_reads or None, max_body_bytes=max_body_bytes, max_region_tiles=max_region_tiles)
+        public_reads=public_reads or None, max_body_bytes=max_body_bytes, max_region_tiles=max_region_tiles,
+        basemap_style=basemap_style)
     if not settings.api_keys and not _loopback(host):
         raise SpecError("host", f"refusing to serve without API keys on {host}: set RSEMBED_API_KEYS "
                                 "(e.g. \"k1:read,k2:write\") or RSEMBED_API_KEYS_FILE, or bind to 127.0.0.1")

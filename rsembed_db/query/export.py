@@ -67,6 +67,13 @@ class _GeoStats:
         return {"version": GEOPARQUET_VERSION, "primary_column": GEOMETRY, "columns": {GEOMETRY: column}}
 
 
+def with_geo_metadata(table: pa.Table) -> pa.Table:
+    """``table`` (with a WKB ``geometry`` column) carrying GeoParquet ``geo`` metadata."""
+    stats = _GeoStats()
+    stats.add(table[GEOMETRY].combine_chunks())
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": json.dumps(stats.metadata())})
+
+
 def export_table(store: EmbeddingStore, table: str, out: str | Path, format: str = "parquet",
                  where: str | None = None) -> ExportSummary:
     """Write the rows of ``table`` matching ``where`` (a Lance SQL filter) to ``out``.

@@ -25,3 +25,11 @@ def text_query(model: str, text: str, model_config: dict[str, Any] | None = None
     vector = embedder.encode_text([text])[0]
     return vector, canonical_json(embedder.config)
 
+
+
+def has_text_tower(model: str) -> bool:
+    """Whether ``model`` is an on-the-fly model that can embed text (False for products and unknown names)."""
+    try:
+        return not is_product(model) and hasattr(embedder_class(model), "encode_text")
+    except SpecError:
+        return False

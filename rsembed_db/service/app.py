@@ -11,8 +11,12 @@ from fastapi import FastAPI
 from rsembed_db import __version__
 from rsembed_db.service import (
     routes_catalog,
+    routes_cells,
+    routes_change,
     routes_embeddings,
+    routes_explore,
     routes_ingest,
+    routes_labels,
     routes_search,
     routes_sql,
 )
@@ -26,6 +30,8 @@ DESCRIPTION = """An embedding database for Earth observation.
 Authentication: send an API key as `X-API-Key` or `Authorization: Bearer`. With keys
 configured, writes (ingest, computing missing embeddings) need a `write` key and reads
 any key. Errors are JSON: `{"error": {"field": ..., "message": ...}}`.
+
+The map explorer is at `/explore`.
 """
 
 
@@ -42,8 +48,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.ctx = shared
     app.add_middleware(BodySizeLimit, max_bytes=shared.settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (routes_catalog, routes_embeddings, routes_search, routes_sql, routes_ingest):
+    for module in (routes_catalog, routes_embeddings, routes_search, routes_sql, routes_ingest, routes_cells,
+                   routes_change, routes_labels, routes_explore):
         app.include_router(module.router)
+    routes_explore.mount_assets(app)
 
     @app.get("/healthz", tags=["service"], summary="Liveness: the store is reachable")
     def healthz(ctx: Context) -> dict[str, Any]:

@@ -11,6 +11,7 @@ need a write key and reads need any valid key, unless ``public_reads`` is set.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,13 +72,20 @@ class ApiKeys:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the scope of their key, ``None`` when they sent no key."""
+    """Who is calling: the scope of their key (``None`` when they sent no key) and
+    ``key_id``, ``key:`` + the first 8 hex digits of the key's SHA-256 (``open`` on a
+    service without keys): recorded as who wrote, never the key itself."""
 
     scope: str | None
+    key_id: str | None = None
 
     @property
     def can_write(self) -> bool:
         return self.scope == "write"
+
+
+def key_id(key: str) -> str:
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 _key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="API key (read or write scope).")
@@ -90,14 +98,14 @@ def principal(request: Request,
     """The caller's scope; 401 for an unknown key. An open service grants write to all."""
     keys: ApiKeys = request.app.state.ctx.settings.api_keys
     if not keys:
-        return Principal("write")
+        return Principal("write", "open")
     given = key or (bearer.credentials if bearer is not None else None)
     if not given:
         return Principal(None)
     scope = keys.scope_of(given)
     if scope is None:
         raise ApiError(401, KEY_HEADER, "unknown API key")
-    return Principal(scope)
+    return Principal(scope, key_id(given))
 
 
 def require_read(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:

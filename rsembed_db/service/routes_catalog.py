@@ -8,6 +8,8 @@ from fastapi import APIRouter
 
 from rsembed_db.api import describe_model, list_models
 from rsembed_db.query.formats import json_columns
+from rsembed_db.query.tables import table_summary
+from rsembed_db.query.text import has_text_tower
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
 from rsembed_db.service.errors import ApiError
@@ -33,10 +35,11 @@ def tables(ctx: Context, _: Reader) -> dict[str, Any]:
                        for i in ctx.store.info()]}
 
 
-@router.get("/tables/{name}", summary="One table: counts and columns")
+@router.get("/tables/{name}", summary="One table: counts, columns, time windows, extent, text search")
 def table(name: str, ctx: Context, _: Reader) -> dict[str, Any]:
     info = next((i for i in ctx.store.info() if i.name == name), None)
     if info is None:
         raise ApiError(404, "table", f"no table {name!r}", allowed=ctx.store.table_names())
     return {"name": name, "rows": info.rows, "dim": info.dim, "models": list(info.models),
-            "columns": json_columns(ctx.store.table(name).schema)}
+            "columns": json_columns(ctx.store.table(name).schema), **table_summary(ctx.store, name),
+            "text_search": any(has_text_tower(m) for m in info.models)}

@@ -9,15 +9,15 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
 from rsembed_db.errors import SpecError
-from rsembed_db.producers.catalog import model_table, model_variant
 from rsembed_db.query.formats import ARROW_STREAM, JSON, ipc_stream_bytes
 from rsembed_db.query.request import SearchRequest
 from rsembed_db.query.search import search
+from rsembed_db.query.text import text_query
 from rsembed_db.service import params
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
-from rsembed_db.service.errors import ApiError
 from rsembed_db.service.limits import negotiate
+from rsembed_db.service.tables import resolve_table
 
 router = APIRouter(prefix="/v1", tags=["search"])
 GEOJSON = "application/geo+json"
@@ -31,25 +31,24 @@ EXAMPLE = {"model": "mosaiks", "near": [12.6, 52.49], "k": 10, "metric": "cosine
 def post_search(
     body: Annotated[dict[str, Any], Body(
         description="`model` (+ `model_config`) or `table`, plus a SearchRequest: exactly one of vector, "
-                    "key, near [lon, lat], h3, positives (+ negatives); k, metric, filters, exclude_query, "
-                    "include_vector, exact.", examples=[EXAMPLE])],
+                    "key, near [lon, lat], h3, positives (+ negatives), or `text` (with `model`: text-image "
+                    "models such as remoteclip); k, metric, filters, exclude_query, include_vector, exact.",
+        examples=[EXAMPLE])],
     request: Request, ctx: Context, _: Reader,
 ) -> Response | dict[str, Any]:
     media = negotiate(request.headers.get("accept"), FORMATS)
     fields = dict(body)
     table, model = fields.pop("table", None), fields.pop("model", None)
-    config = fields.pop("model_config", None)
-    if (table is None) == (model is None):
-        raise SpecError("model", "give model (and optionally model_config) or table")
+    config, text = fields.pop("model_config", None), fields.pop("text", None)
+    table, variant = resolve_table(ctx, table, model, config)
+    if text is not None:
+        if model is None or not isinstance(text, str) or not text.strip() or "vector" in fields:
+            raise SpecError("text", "a text query needs model (a text-image model such as remoteclip), "
+                                    "a non-empty string and no vector")
+        fields["vector"], variant = text_query(model, text, params.model_config(config))
     search_request = SearchRequest.from_dict(fields)
-    if table is None:
-        table = model_table(model, params.model_config(config))
-        if search_request.filters.model_config is None:  # stay within one model variant
-            variant = model_variant(model, params.model_config(config))
-            search_request = replace(search_request, filters=replace(search_request.filters, model_config=variant))
-    if table not in ctx.store.table_names():
-        raise ApiError(404, "table" if model is None else "model", f"nothing stored in table {table!r}",
-                       allowed=ctx.store.table_names())
+    if variant is not None and search_request.filters.model_config is None:  # stay within one model variant
+        search_request = replace(search_request, filters=replace(search_request.filters, model_config=variant))
     result = search(ctx.store, table, search_request)
     if media == ARROW_STREAM:
         return Response(ipc_stream_bytes(result.to_arrow()), media_type=ARROW_STREAM)

@@ -19,7 +19,11 @@ class ServiceSettings:
     ``api_keys``: empty means an open service (``serve`` only binds it to loopback).
     ``public_reads``: with keys configured, let reads through without a key.
     Limits: ``max_body_bytes`` (request body), ``max_region_tiles`` (ingest plans),
-    ``max_batch`` (ROIs per embeddings request), ``sql`` (rows, time, memory).
+    ``max_batch`` (ROIs per embeddings request), ``sql`` (rows, time, memory),
+    ``max_cells`` (rows per page of ``/v1/cells`` and ``/v1/change``), ``max_view_rows``
+    (rows a map view or change request may span before it must be narrowed).
+    ``basemap_style``: a MapLibre style URL the explorer draws under the cells (default:
+    the country outlines shipped with the package, offline).
     """
 
     db: str = field(default_factory=default_db_path)
@@ -33,12 +37,15 @@ class ServiceSettings:
     max_batch: int = 256
     sql: SqlLimits = field(default_factory=SqlLimits)
     ingest_workers: int = 1
+    max_cells: int = 5_000
+    max_view_rows: int = 200_000
+    basemap_style: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServiceSettings:
         """Read ``RSEMBED_DB``, ``RSEMBED_IMAGERY`` (paths separated by ``os.pathsep``),
         ``RSEMBED_IMAGERY_DATE``, ``RSEMBED_SOURCE``, ``RSEMBED_API_KEYS`` / ``RSEMBED_API_KEYS_FILE``,
-        ``RSEMBED_PUBLIC_READS`` (1/true); ``overrides`` win over the environment."""
+        ``RSEMBED_PUBLIC_READS`` (1/true), ``RSEMBED_BASEMAP_STYLE``; ``overrides`` win over the environment."""
         env = os.environ
         values: dict[str, object] = {
             "db": default_db_path(),
@@ -47,6 +54,7 @@ class ServiceSettings:
             "source": env.get("RSEMBED_SOURCE") or None,
             "api_keys": ApiKeys.from_env(env),
             "public_reads": env.get("RSEMBED_PUBLIC_READS", "").lower() in ("1", "true", "yes"),
+            "basemap_style": env.get("RSEMBED_BASEMAP_STYLE") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

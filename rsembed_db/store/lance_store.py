@@ -25,6 +25,7 @@ from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.store.schema import (
     FAILURE_SCHEMA,
     FAILURES_TABLE,
+    INTERNAL_TABLES,
     embedding_schema,
     failures_to_arrow,
     records_to_arrow,
@@ -77,7 +78,8 @@ class EmbeddingStore:
                 return names
 
     def table_names(self) -> list[str]:
-        return sorted(n for n in self._all_tables() if n != FAILURES_TABLE)
+        """The model tables (internal ones such as ``_failures`` and ``_labels`` left out)."""
+        return sorted(n for n in self._all_tables() if n not in INTERNAL_TABLES)
 
     def has_table(self, name: str) -> bool:
         return name in self._all_tables()
@@ -183,13 +185,23 @@ class EmbeddingStore:
         matrix = flat.astype(np.float32, copy=False).reshape(len(data), vector_dim(self.table(table_name).schema))
         return data.drop_columns(["vector"]), matrix
 
+    def internal_table(self, name: str, schema: pa.Schema):
+        """Open or create the internal table ``name`` (``INTERNAL_TABLES``) at its latest version."""
+        with self._lock:
+            if name not in self._tables:
+                self._tables[name] = self.db.create_table(name, schema=schema, exist_ok=True)
+            table = self._tables[name]
+        table.checkout_latest()
+        return table
+
+    @property
+    def write_lock(self) -> threading.RLock:
+        """Held around every commit of this process (see ``__init__``)."""
+        return self._write_lock
+
     # failures -------------------------------------------------------------
     def _failures(self):
-        with self._lock:
-            if FAILURES_TABLE not in self._tables:
-                self._tables[FAILURES_TABLE] = self.db.create_table(
-                    FAILURES_TABLE, schema=FAILURE_SCHEMA, exist_ok=True)
-            return self._tables[FAILURES_TABLE]
+        return self.internal_table(FAILURES_TABLE, FAILURE_SCHEMA)
 
     def record_failures(self, table_name: str, failures: list[FailureRecord]) -> None:
         if failures:

@@ -24,6 +24,8 @@ from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.spatial import H3Cell, lonlat_geometries
 
 FAILURES_TABLE = "_failures"
+LABELS_TABLE = "_labels"
+INTERNAL_TABLES = (FAILURES_TABLE, LABELS_TABLE)  # not model tables: hidden from table_names()
 _META_JSON = json.JSONEncoder(default=str, sort_keys=True).encode  # as json.dumps(..., default=str, sort_keys=True)
 
 
@@ -66,6 +68,18 @@ FAILURE_SCHEMA = pa.schema([
     pa.field("request", pa.string()),
     pa.field("error", pa.string()),
     pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+# A label set: named positive / negative marks on stored rows of one table (the explorer's
+# examples). One row per (set_name, key); ``who`` and ``at`` record the last change.
+LABEL_SCHEMA = pa.schema([
+    pa.field("set_name", pa.string(), nullable=False),
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("table_name", pa.string(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),
+    pa.field("who", pa.string()),
+    pa.field("at", pa.timestamp("us", tz="UTC")),
 ])
 
 

@@ -1,0 +1,27 @@
+"""Which stored table a request means: ``table``, or ``model`` (+ ``model_config``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rsembed_db.errors import SpecError
+from rsembed_db.producers.catalog import model_table, model_variant
+from rsembed_db.service import params
+from rsembed_db.service.context import ServiceContext
+from rsembed_db.service.errors import ApiError
+
+
+def resolve_table(ctx: ServiceContext, table: str | None, model: str | None,
+                  config: dict[str, Any] | None = None) -> tuple[str, str | None]:
+    """(stored table, model variant or None). A ``model`` stays within its variant (the
+    stored ``model_config`` of that configuration); 404 when nothing is stored there."""
+    if (table is None) == (model is None):
+        raise SpecError("model", "give model (and optionally model_config) or table")
+    variant = None
+    if table is None:
+        table = model_table(model, params.model_config(config))
+        variant = model_variant(model, params.model_config(config))
+    if table not in ctx.store.table_names():
+        raise ApiError(404, "table" if model is None else "model", f"nothing stored in table {table!r}",
+                       allowed=ctx.store.table_names())
+    return table, variant
