@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+from rsembed_db.display import disable_pretty_warnings, enable_pretty_warnings
 from rsembed_db.errors import SpecError
 from rsembed_db.export import export_batch
 from rsembed_db.inspect import inspect_gee_patch
@@ -175,25 +175,3 @@ class Model:
     @staticmethod
     def list_models() -> list[str]:
         return list_models()
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[yellow bold]{category.__name__}[/]: {escape(str(message))}",
-                               highlight=False, soft_wrap=True)
-
-
-_PLAIN_SHOWWARNING = warnings.showwarning
-
-
-def enable_pretty_warnings() -> None:
-    """Print warnings as one coloured line on stderr (category: message), not Python's two-line form."""
-    warnings.showwarning = _show_warning
-
-
-def disable_pretty_warnings() -> None:
-    """Back to Python's own warning display."""
-    warnings.showwarning = _PLAIN_SHOWWARNING

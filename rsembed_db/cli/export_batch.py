@@ -8,12 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from rsembed_db.cli.options import parse_config, temporal_from_options
-from rsembed_db.export import export_batch as run_export
-from rsembed_db.specs.export import EXPORT_FORMATS, ExportConfig, ExportModelRequest, ExportTarget
-from rsembed_db.specs.output import OutputSpec
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.tiling.plan import tile_id, tile_region
-from rsembed_db.tiling.region import load_region
 
 
 def export_batch(
@@ -45,6 +40,12 @@ def export_batch(
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
 ) -> None:
     """Export embeddings of every tile of REGION for one or more models, with JSON manifests."""
+    from rsembed_db.export import export_batch as run_export
+    from rsembed_db.specs.export import EXPORT_FORMATS, ExportConfig, ExportModelRequest, ExportTarget
+    from rsembed_db.specs.output import OutputSpec
+    from rsembed_db.tiling.plan import tile_id, tile_region
+    from rsembed_db.tiling.region import load_region
+
     require_choice("format", format, EXPORT_FORMATS)
     require_choice("output", output, ("pooled", "grid"))
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)

@@ -5,19 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
-import xarray as xr
 
-from rsembed_db.api import get_embedding
-from rsembed_db.cli.options import parse_config, temporal_from_options
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config, temporal_from_options
 from rsembed_db.errors import SpecError
-from rsembed_db.specs.output import OutputSpec
-from rsembed_db.specs.spatial import PointBuffer
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
-
-DbOption = Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")]
 
 
 def get(
@@ -36,9 +28,17 @@ def get(
     out: Annotated[Optional[Path], typer.Option(help="Write .npy (vector or grid) or .nc (grid, NetCDF).")] = None,
     input_prep: Annotated[Optional[str], typer.Option(
         help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
-    db: DbOption = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """One embedding for a point + buffer: from the store if present, else computed and stored."""
+    import numpy as np
+    import xarray as xr
+
+    from rsembed_db.api import get_embedding
+    from rsembed_db.specs.output import OutputSpec
+    from rsembed_db.specs.spatial import PointBuffer
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     require_choice("output", output, ("pooled", "grid"))
     spec = OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling)
     emb = get_embedding(model, spatial=PointBuffer(lon, lat, buffer_m),

@@ -52,6 +52,17 @@ def h3_parent_sql(parent: int, resolutions: Iterable[int]) -> str:
     return "(" + " OR ".join(f"(h3 BETWEEN {lo} AND {hi})" for lo, hi in ranges) + ")"
 
 
+def tiling_sql(tiling: str) -> str:
+    """``spatial_kind`` (and ``h3_res``) of a tiling label such as ``h3:8`` or ``point_buffer``."""
+    kind, _, res = tiling.partition(":")
+    return f"spatial_kind = '{kind}'" + (f" AND h3_res = {int(res)}" if res else "")
+
+
+def tiling_of(kind: str, h3_res: int | None) -> str:
+    """The tiling label of a stored row: ``h3:<res>`` or its spatial kind."""
+    return f"h3:{h3_res}" if kind == "h3" and h3_res is not None else kind
+
+
 def _date(value: dt.date) -> str:
     return f"date '{value.isoformat()}'"
 
@@ -116,6 +127,8 @@ def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = rang
         polygon = PolygonTest(filters.polygon, filters.spatial_match)
     if filters.h3_parent is not None:
         parts.append(h3_parent_sql(filters.h3_parent.int_id, h3_resolutions))
+    if filters.tiling is not None:
+        parts.append(tiling_sql(filters.tiling))
     if filters.where is not None:
         parts.append(f"({filters.where})")
     return CompiledFilter(" AND ".join(parts) if parts else None, polygon)

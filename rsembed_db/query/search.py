@@ -20,12 +20,12 @@ from lance.dataset import serialize_row_addrs
 
 from rsembed_db.errors import SpecError
 from rsembed_db.query.anchors import resolve_query
-from rsembed_db.query.filters import CompiledFilter, compile_filters
+from rsembed_db.query.filters import CompiledFilter, compile_filters, tiling_of
 from rsembed_db.query.profile import table_profile
 from rsembed_db.query.request import SearchRequest
 from rsembed_db.query.result import SearchResult, fetch_columns, result_table
 from rsembed_db.query.router import Route, choose_route
-from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
 
 
 def _polygon_allowlist(dataset, compiled: CompiledFilter) -> tuple[bytes, int]:
@@ -67,6 +67,11 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
     profile = table_profile(store, table_name)
     dataset = profile.dataset
     resolved = resolve_query(profile, request)
+    notes = []
+    if request.tiling == "auto" and request.filters.tiling is None and resolved.keys:
+        tiling = _tiling_of_key(dataset, resolved.keys[0])
+        request = replace(request, filters=replace(request.filters, tiling=tiling))
+        notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
     compiled = compile_filters(request.filters)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
@@ -90,4 +95,9 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
     if rows is None:
         rows = pa.schema([*(dataset.schema.field(c) for c in columns), pa.field("_distance", pa.float32())]).empty_table()
     return SearchResult(_finish(rows, excluded, request, profile.model), request.metric, request.k, route.kind,
-                        route.matched, resolved.keys, time.perf_counter() - started, [route.reason])
+                        route.matched, resolved.keys, time.perf_counter() - started, [*notes, route.reason])
+
+
+def _tiling_of_key(dataset, key: str) -> str:
+    row = dataset.to_table(columns=["spatial_kind", "h3_res"], filter=f"key = {sql_quote([key])}").to_pylist()[0]
+    return tiling_of(row["spatial_kind"], row["h3_res"])

@@ -51,6 +51,7 @@ class TableInfo:
     rows: int
     dim: int
     models: tuple[str, ...]
+    tilings: dict[str, int]  # rows per tiling: "h3:8", "point_buffer", "bbox", "grid"
 
 
 class EmbeddingStore:
@@ -111,9 +112,13 @@ class EmbeddingStore:
         out = []
         for name in self.table_names():
             table = self.table(name)
-            models = table.to_lance().to_table(columns=["model"])["model"]
-            out.append(TableInfo(name, table.count_rows(), vector_dim(table.schema),
-                                 tuple(sorted(set(models.to_pylist())))))
+            rows = table.to_lance().to_table(columns=["model", "spatial_kind", "h3_res"])
+            tilings: dict[str, int] = {}
+            for row in rows.group_by(["spatial_kind", "h3_res"]).aggregate([([], "count_all")]).to_pylist():
+                label = f"h3:{row['h3_res']}" if row["spatial_kind"] == "h3" else row["spatial_kind"]
+                tilings[label] = tilings.get(label, 0) + row["count_all"]
+            out.append(TableInfo(name, rows.num_rows, vector_dim(table.schema),
+                                 tuple(sorted(set(rows["model"].to_pylist()))), dict(sorted(tilings.items()))))
         return out
 
     # writes ---------------------------------------------------------------
