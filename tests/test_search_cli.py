@@ -71,6 +71,9 @@ def test_geojson_and_arrow_files(db, keys, tmp_path):
         "--metric", "l2", "--include-query")
     table = pa.ipc.open_file(str(arrow)).read_all()
     assert table.num_rows == 4 and table["key"][0].as_py() == keys[3] and "geometry" in table.column_names
+    assert table.schema.field("geometry").metadata[b"ARROW:extension:name"] == b"geoarrow.wkb"
+    assert [h3.str_to_int(v) for v in table["h3_id"].to_pylist()] == table["h3"].to_pylist()
+    assert collection["features"][0]["properties"]["h3_id"] == collection["features"][0]["properties"]["h3"]
 
 
 def test_vector_file_examples_and_location(db, keys, tmp_path):
