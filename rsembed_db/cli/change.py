@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rsembed_db.cli.options import DEFAULT_DB, parse_config
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 
@@ -28,7 +28,7 @@ def change(
     polygon: Annotated[Optional[Path], Opt(help="GeoJSON file: places inside this polygon.")] = None,
     h3_parent: Annotated[Optional[str], Opt(help="Places whose H3 cell lies in this cell.")] = None,
     config: Annotated[Optional[list[str]], Opt(help="Model config key=value.")] = None,
-    db: Annotated[str, Opt(help="Database path or URI.", envvar="RSEMBED_DB")] = DEFAULT_DB,
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Change between two years: each place stored in both, with the cosine distance (1 - cos)
     between its two vectors, largest first."""

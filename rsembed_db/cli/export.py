@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rsembed_db.cli.options import DEFAULT_DB, parse_config
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
 
 
 def export(
@@ -16,7 +16,7 @@ def export(
     format: Annotated[str, typer.Option(help="parquet, geoparquet or arrow (IPC file).")] = "parquet",
     where: Annotated[Optional[str], typer.Option(help="Row filter, e.g. \"year = 2017 AND h3_res = 8\".")] = None,
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
-    db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = DEFAULT_DB,
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Export the stored embeddings of a model (streamed; the file appears when complete)."""
     from rsembed_db.producers.catalog import model_table

@@ -14,7 +14,8 @@ from rsembed_db.specs.validate import require_choice
 def export_batch(
     region: Annotated[Path, typer.Argument(help="GeoJSON region.")],
     model: Annotated[list[str], typer.Option(help="Model name (repeatable).")],
-    out: Annotated[Path, typer.Option(help="Output file (combined) or folder (--per-item).")],
+    out: Annotated[Path, typer.Option(help="Output file (one combined file; the format's extension is added "
+                                           "when missing), or a folder with --per-item.")],
     format: Annotated[str, typer.Option(help="npz, netcdf, parquet or store (needs --db).")] = "npz",
     per_item: Annotated[bool, typer.Option(help="One output per tile (named by tile id).")] = False,
     tiles: Annotated[str, typer.Option(help="Tiler: h3:<res> or grid:<size_m>.")] = "h3:8",
@@ -36,7 +37,8 @@ def export_batch(
     chunk_size: Annotated[int, typer.Option(help="Tiles per processing chunk.")] = 16,
     workers: Annotated[int, typer.Option(help="Fetch threads.")] = 4,
     db: Annotated[Optional[str], typer.Option(
-        help="Store: read-through and written to; needed by --format store.")] = None,
+        help="Store (default $RSEMBED_DB): stored keys are read back instead of computed, new ones written to "
+             "it; needed by --format store.", envvar="RSEMBED_DB")] = None,
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
 ) -> None:
     """Export embeddings of every tile of REGION for one or more models, with JSON manifests."""

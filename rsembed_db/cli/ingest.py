@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from rsembed_db.cli.options import DEFAULT_DB, parse_config, temporal_from_options
+from rsembed_db.cli.errors import INGEST_ALL_FAILED, INGEST_SOME_FAILED
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config, temporal_from_options
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 
@@ -39,7 +40,7 @@ def ingest(
     output: Annotated[str, typer.Option(help="pooled, grid or both (grid/both also keep the (D,H,W) grid).")] = "pooled",
     pooling: Annotated[str, typer.Option(help="Pooling of the vector: mean or max.")] = "mean",
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value (repeatable).")] = None,
-    db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = DEFAULT_DB,
+    db: DbOption = DEFAULT_DB,
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
     batch_size: Annotated[int, typer.Option(help="Chips per model call.")] = 16,
     workers: Annotated[int, typer.Option(help="Fetch threads.")] = 4,
@@ -87,6 +88,8 @@ def ingest(
         summary = run_ingest(store, producer, requests, options, dry_run=dry_run,
                              on_start=started, on_progress=advanced)
     print_summary(summary, db, dry_run, fetches)
+    if summary.failed:  # what succeeded is committed; the exit code says that not all did
+        raise typer.Exit(INGEST_ALL_FAILED if not summary.computed else INGEST_SOME_FAILED)
 
 
 def _fetch_text(counts: dict[str, int] | None) -> str:

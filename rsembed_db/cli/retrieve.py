@@ -25,7 +25,8 @@ def get(
     imagery: Annotated[Optional[list[Path]], typer.Option(help="Local rasters for a miss.")] = None,
     imagery_date: Annotated[Optional[str], typer.Option()] = None,
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write .npy (vector or grid) or .nc (grid, NetCDF).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write .npy (vector or grid), or a grid as .tif (Cloud-Optimised GeoTIFF) or .nc (CF NetCDF).")] = None,
     input_prep: Annotated[Optional[str], typer.Option(
         help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
     db: DbOption = DEFAULT_DB,
@@ -35,6 +36,7 @@ def get(
     import xarray as xr
 
     from rsembed_db.api import get_embedding
+    from rsembed_db.export.grid_files import write_grid
     from rsembed_db.specs.output import OutputSpec
     from rsembed_db.specs.spatial import PointBuffer
     from rsembed_db.store.lance_store import EmbeddingStore
@@ -53,13 +55,12 @@ def get(
         if values.ndim == 1:
             print(np.array2string(values[:8], precision=5) + (" ..." if values.size > 8 else ""))
         return
-    if out.suffix == ".nc":
-        if not isinstance(emb.data, xr.DataArray):
-            raise SpecError("out", "NetCDF needs --output grid; use .npy for a pooled vector")
-        emb.data.assign_attrs(transform=list(emb.data.attrs["transform"])).to_netcdf(out)
-    elif out.suffix == ".npy":
+    if out.suffix.lower() == ".npy":
         np.save(out, values)
+    elif not isinstance(emb.data, xr.DataArray):
+        raise SpecError("out", f"{out.suffix} holds a georeferenced grid: add --output grid (a pooled "
+                        "vector goes to .npy)")
     else:
-        raise SpecError("out", f"unknown file type {out.suffix!r}", (".npy", ".nc"))
+        write_grid(emb.data, out)
     print(f"wrote {out}")
 

@@ -132,6 +132,7 @@ class OnTheFlyProducer(Producer):
             "sensor": request.sensor.to_dict(),
             "temporal": request.temporal.to_dict(),
             "input_time": request.temporal.midpoint.isoformat(),
+            "scene_dates": chip.meta.get("dates", []),
             "image_size": [chip.grid.height, chip.grid.width],
             "crs": chip.grid.crs,
             **{f"source_{k}": v for k, v in chip.meta.items()},

@@ -132,20 +132,20 @@ class LocalImagerySource:
         scenes = self.scenes
         chip_bounds: dict[CRS, tuple[float, ...]] = {}
         hits = []
-        for scene in scenes:
-            if not temporal.contains(scene.date):
-                continue
+        in_window = [scene for scene in scenes if temporal.contains(scene.date)]
+        for scene in in_window:
             if scene.crs not in chip_bounds:
                 chip_bounds[scene.crs] = transform_bounds(grid.crs, scene.crs, *grid.bounds, densify_pts=21)
             if _overlaps(chip_bounds[scene.crs], scene.bounds):
                 hits.append(scene)
+        if in_window and not hits:
+            raise TileFailure(f"the tile lies outside the footprint of every scene in window {_window(temporal)} "
+                              f"({len(in_window)} scene(s) there cover other places)")
         if not hits:
             dates = sorted({scene.date.isoformat() for scene in scenes})
             shown = ", ".join(dates[:_DATES_SHOWN]) + (", ..." if len(dates) > _DATES_SHOWN else "")
-            raise TileFailure(
-                f"no scene in window {_window(temporal)} intersects tile; "
-                f"{len(scenes)} scenes scanned, dates {shown}"
-            )
+            raise TileFailure(f"no scene is dated in window {_window(temporal)}; the {len(scenes)} scene(s) "
+                              f"scanned are dated {shown}")
         return hits
 
     def _warp(self, scene: Scene, indexes: tuple[int, ...], grid: ChipGrid) -> np.ndarray:
