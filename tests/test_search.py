@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import shapely
 
+from rsembed_db.errors import NotFound
 from rsembed_db.query.filters import descendant_range
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.search import search
@@ -220,7 +221,7 @@ def test_query_errors_name_the_field(small):
         search(store, TABLE, SearchRequest(vector=[1.0, 2.0]))
     with pytest.raises(SpecError, match="key: no stored row"):
         search(store, TABLE, SearchRequest(key="missing"))
-    with pytest.raises(SpecError, match="table: no table"):
+    with pytest.raises(NotFound, match="table: no table"):
         search(store, "absent", SearchRequest(vector=[1.0]))
     with pytest.raises(SpecError, match="filters.where"):
         search(store, TABLE, SearchRequest(vector=np.ones(16), filters=SearchFilters(where="lon = 'abc'")))

@@ -23,6 +23,9 @@ def get(
     output: Annotated[str, typer.Option(help="pooled or grid.")] = "pooled",
     pooling: Annotated[str, typer.Option(help="mean or max.")] = "mean",
     imagery: Annotated[Optional[list[Path]], typer.Option(help="Local rasters for a miss.")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        help="Imagery source for a miss: local:<path>, gee[:<project>] or stac:<url>[#collection] "
+             "(default: --imagery, else $RSEMBED_SOURCE).")] = None,
     imagery_date: Annotated[Optional[str], typer.Option()] = None,
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
     out: Annotated[Optional[Path], typer.Option(
@@ -46,7 +49,7 @@ def get(
     emb = get_embedding(model, spatial=PointBuffer(lon, lat, buffer_m),
                         temporal=temporal_from_options(year, start, end), output=spec,
                         store=EmbeddingStore(db), imagery=imagery, imagery_date=imagery_date,
-                        model_config=parse_config(config), input_prep=input_prep)
+                        model_config=parse_config(config), input_prep=input_prep, source=source)
     values = emb.numpy()
     origin = "store" if emb.meta["from_store"] else "computed"
     print(f"key {emb.meta['key']} ({origin}) shape {values.shape} "

@@ -12,6 +12,7 @@ ANN route falls back to exact search whenever it cannot fill k (see router.py).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,17 +101,20 @@ def _single_model(dataset, rows: int) -> str | None:
     return model
 
 
-_CACHE: dict[tuple[str, str], TableProfile] = {}
+_CACHE: OrderedDict[tuple[str, str], TableProfile] = OrderedDict()  # (store, table), recently used last
 _CACHE_LOCK = threading.Lock()
+MAX_PROFILES = 64  # tables profiled at once per process (a sample is ~1 MB)
 
 
 def table_profile(store: EmbeddingStore, name: str) -> TableProfile:
     """The profile of the latest version of table ``name`` (``store.dataset``), computed
     once per version; the sample survives versions while the row count stays close."""
-    dataset = store.dataset(name)  # SpecError when absent
+    dataset = store.dataset(name)  # NotFound when absent
     key = (store.uri, name)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
+        if cached is not None:
+            _CACHE.move_to_end(key)
     if cached is not None and cached.version == dataset.version:
         return cached
     rows = dataset.count_rows()
@@ -121,4 +125,7 @@ def table_profile(store: EmbeddingStore, name: str) -> TableProfile:
                            cached.sample if keep else None, cached.sampled_rows if keep else 0)
     with _CACHE_LOCK:
         _CACHE[key] = profile
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > MAX_PROFILES:
+            _CACHE.popitem(last=False)
     return profile

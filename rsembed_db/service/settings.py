@@ -24,6 +24,7 @@ class ServiceSettings:
     (rows a map view or change request may span before it must be narrowed).
     ``basemap_style``: a MapLibre style URL the explorer draws under the cells (default:
     the country outlines shipped with the package, offline).
+    ``max_producers``: model configurations kept loaded (least recently used evicted).
     """
 
     db: str = field(default_factory=default_db_path)
@@ -40,6 +41,7 @@ class ServiceSettings:
     max_cells: int = 5_000
     max_view_rows: int = 200_000
     basemap_style: str | None = None
+    max_producers: int = 8
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServiceSettings:

@@ -31,7 +31,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 
-from rsembed_db.errors import SpecError, TileFailure
+from rsembed_db.errors import SpecError, TileFailure, Unavailable
 from rsembed_db.sources.bands import normalise_band
 from rsembed_db.sources.base import Chip
 from rsembed_db.sources.composite import COMPOSITES
@@ -104,15 +104,18 @@ class StacImagerySource:
         self._client: Any = None
 
     def client(self) -> Any:
-        """The ``pystac_client.Client`` (opened once); SpecError when the URL is no STAC API."""
+        """The ``pystac_client.Client`` (opened once): Unavailable when the API cannot be
+        reached or answers with an error, SpecError when the URL is no STAC API."""
         if self._client is None:
             from pystac_client import Client
             from pystac_client.exceptions import APIError
 
             try:
                 self._client = Client.open(self.url, headers=self._headers, modifier=self._modifier)
-            except (APIError, OSError, ValueError) as exc:
-                raise SpecError("source", f"cannot open the STAC API at {self.url}: {exc}") from exc
+            except (APIError, OSError) as exc:
+                raise Unavailable(f"source: cannot reach the STAC API at {self.url}: {exc}") from exc
+            except ValueError as exc:
+                raise SpecError("source", f"{self.url} is not a STAC API: {exc}") from exc
         return self._client
 
     def search(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> list[Any]:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
-from rsembed_db.errors import SpecError
+from rsembed_db.errors import NotFound, SpecError
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.store.schema import (
     FAILURE_SCHEMA,
@@ -86,11 +86,12 @@ class EmbeddingStore:
         return name in self._all_tables()
 
     def table(self, name: str):
-        """An existing table; SpecError naming ``table`` when absent."""
+        """An existing table; NotFound naming ``table`` (and the tables there are) when absent."""
         with self._lock:
             if name not in self._tables:
                 if not self.has_table(name):
-                    raise SpecError("table", f"no table {name!r} in {self.uri}", self.table_names())
+                    names = ", ".join(self.table_names()) or "none yet"
+                    raise NotFound("table", f"no table {name!r} in {self.uri} (tables: {names})")
                 self._tables[name] = self.db.open_table(name)
             table = self._tables[name]
         table.checkout_latest()
