@@ -41,10 +41,11 @@ def inspect_gee_patch(*, spatial: SpatialSpec, temporal: TemporalSpec, model: st
     description = None
     if model is not None:
         embedder = get_embedder(model, **(model_config or {}))
+        modalities = embedder.describe().modalities
+        if modality is not None and modality not in modalities:
+            raise SpecError("modality", f"model {model!r} does not support {modality!r}", modalities)
+        embedder = embedder.for_modality(modality)
         description = embedder.describe()
-        if modality is not None and modality not in description.modalities:
-            raise SpecError("modality", f"model {model!r} does not support {modality!r}",
-                            description.modalities)
         sensor = resolve_sensor(embedder.default_sensor(), sensor, fetch)
     elif sensor is None:
         raise SpecError("sensor", "give a model (its input contract is used) or a sensor")

@@ -35,6 +35,7 @@ class ModelDescription:
     source: str = ""  # precomputed products: where the published embeddings come from
     years: tuple[int, ...] = ()  # precomputed products: the years published
     frames: int = 1  # on-the-fly models: time steps per input (multi-temporal models > 1)
+    default_sensor: dict[str, Any] = field(default_factory=dict)  # on-the-fly models: SensorSpec.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -89,6 +90,18 @@ class Embedder(ABC):
     @abstractmethod
     def default_sensor(self) -> SensorSpec:
         ...
+
+    def for_modality(self, modality: str | None) -> "Embedder":
+        """The embedder for the request-level ``modality`` (one of ``describe().modalities``).
+
+        Single-modality models return themselves; models whose input branch is chosen by
+        modality (TerraFM: ``s2``/``s1``) return an instance configured for it, so that
+        the modality is part of ``config`` and of every key.
+        """
+        return self
+
+    def check_sensor(self, sensor: SensorSpec) -> None:
+        """SpecError when ``sensor`` cannot feed this model (checked per request); default: accept."""
 
     @abstractmethod
     def embed(self, chips: list[Chip]) -> list[FeatureMap]:

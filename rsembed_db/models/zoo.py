@@ -116,7 +116,9 @@ class ZooEmbedder(Embedder):
 
     Subclasses name their architecture table in ``variants`` (the module's ``VARIANTS``
     dict itself, so edits to it take effect; entries have ``dim`` and ``patch_size``) and
-    the ``variant`` config default in ``default_variant``.
+    the ``variant`` config default in ``default_variant``. A model with several input
+    branches lists them in ``modalities`` (first: the default) and takes a ``modality``
+    config key, which the request-level ``modality`` sets (``for_modality``).
     """
 
     requires: ClassVar[tuple[str, ...]] = ()
@@ -128,8 +130,11 @@ class ZooEmbedder(Embedder):
     input_bands: ClassVar[tuple[str, ...] | None] = None  # None: the ``bands`` config key chooses
     scale_m: ClassVar[float] = 10.0  # native ground sampling of the input bands (metres)
     weights_source: ClassVar[WeightSource]  # the checkpoint, unless published_weights picks one per variant
+    modalities: ClassVar[tuple[str, ...]] = ("optical",)
+    citation: ClassVar[str] = ""  # the paper: authors, title, venue, year
 
     def __init__(self, **config: Any) -> None:
+        self._given = dict(config)  # as the caller passed it (for_modality rebuilds from it)
         for key in config:
             require_choice("model_config", key, (*self.options, *COMMON_OPTIONS, *RUNTIME_OPTIONS))
         self.runtime = _runtime({k: config.pop(k) for k in RUNTIME_OPTIONS if k in config})
@@ -207,11 +212,33 @@ class ZooEmbedder(Embedder):
     def default_sensor(self) -> SensorSpec:
         return SensorSpec(collection=DEFAULT_COLLECTION, bands=self.bands, scale_m=self.scale_m, composite="median")
 
+    def for_modality(self, modality: str | None) -> Embedder:
+        """This model configured for ``modality`` (None: as configured); SpecError when
+        ``model_config`` already names another modality."""
+        if modality is None or "modality" not in self.options or modality == self.config.get("modality"):
+            return self
+        given = self._given.get("modality")
+        if given is not None:
+            raise SpecError("modality", f"{modality!r} conflicts with model_config modality {given!r}",
+                            self.modalities)
+        return type(self)(**{**self._given, "modality": modality})
+
+    def check_sensor(self, sensor: SensorSpec) -> None:
+        """SpecError unless ``sensor`` fetches every band the model takes."""
+        have = {normalise_band(b) for b in sensor.bands}
+        missing = [b for b in self.bands if b not in have]
+        if missing:
+            modality = f" (modality {self.config['modality']!r})" if "modality" in self.config else ""
+            raise SpecError("sensor.bands", f"model {self.name!r}{modality} takes {len(self.bands)} bands "
+                            f"{list(self.bands)}; the sensor lacks {missing}", self.bands)
+
     def description(self, normalisation: dict[str, Any], summary: str, **fields: Any) -> ModelDescription:
         """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
 
         ``patch_size`` is the variant's, even where the output grid is coarser.
         """
+        fields = {"modalities": self.modalities, "citation": self.citation,
+                  "default_sensor": self.default_sensor().to_dict(), **fields}
         return ModelDescription(
             name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
             image_size=self.image_size, patch_size=self.variant.patch_size, normalisation=normalisation,

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from rsembed_db.errors import TileFailure
-from rsembed_db.models.base import Embedder, InputPrep
+from rsembed_db.errors import SpecError, TileFailure
+from rsembed_db.models.base import Embedder, FeatureMap, InputPrep
 from rsembed_db.models.input_prep import resolved_mode
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.base import Chip, ImagerySource
 from rsembed_db.sources.quality import check_input
+from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.specs.sensor import SensorSpec, resolve_sensor
@@ -28,6 +29,7 @@ class OnTheFlyProducer(Producer):
         self.embedder = embedder
         self.source = source
         self.description = embedder.describe()
+        self._embedders = {canonical_json(embedder.config): embedder}  # one per modality asked for
 
     @property
     def default_dim(self) -> int:
@@ -35,23 +37,37 @@ class OnTheFlyProducer(Producer):
 
     def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
                 input_prep=None, modality=None):
-        self.check_modality(modality)
-        sensor = resolve_sensor(self.embedder.default_sensor(), sensor, fetch)
+        embedder = self._for_modality(modality, sensor)
+        sensor = resolve_sensor(embedder.default_sensor(), sensor, fetch)
+        embedder.check_sensor(sensor)
         return EmbeddingRequest(
             model=self.model,
             spatial=spatial,
             temporal=temporal,
             output=output,
             sensor=sensor,
-            input_prep=self._resolved_prep(InputPrepSpec.parse(input_prep), spatial, sensor, output),
-            model_config=self.embedder.config,
+            input_prep=self._resolved_prep(embedder, InputPrepSpec.parse(input_prep), spatial, sensor, output),
+            model_config=embedder.config,
         )
 
-    def _resolved_prep(self, prep: InputPrepSpec, spatial: SpatialSpec, sensor: SensorSpec,
+    def _for_modality(self, modality: str | None, sensor: SensorSpec | None) -> Embedder:
+        """The embedder for the request's ``modality``, else the one ``sensor.modality`` names
+        (when it is one of the model's), else the configured one."""
+        self.check_modality(modality)
+        named = sensor.modality if sensor is not None else None
+        if modality is not None and named is not None and named != modality:
+            raise SpecError("modality", f"{modality!r} conflicts with sensor.modality {named!r}",
+                            self.description.modalities)
+        if modality is None and named in self.description.modalities:
+            modality = named
+        embedder = self.embedder.for_modality(modality)
+        return self._embedders.setdefault(canonical_json(embedder.config), embedder)
+
+    def _resolved_prep(self, embedder: Embedder, prep: InputPrepSpec, spatial: SpatialSpec, sensor: SensorSpec,
                        output: OutputSpec) -> InputPrepSpec:
         """``auto`` resolved to what it will do, so that the key names one computation
         (auto depends on the output mode, which the key leaves out)."""
-        size = self.description.image_size
+        size = embedder.describe().image_size
         if prep.mode != "auto" or size is None:
             return prep
         grid = chip_grid_for(spatial, sensor.scale_m)
@@ -66,8 +82,7 @@ class OnTheFlyProducer(Producer):
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
         chips: list[Chip] = [item.payload for item in batch]
-        preps = [InputPrep(item.request.input_prep, item.request.output.mode == "grid") for item in batch]
-        features = self.embedder.embed_prepared(chips, preps)
+        features = self._embed(batch)
         out: list[EmbeddingRecord | FailureRecord] = []
         for item, chip, fmap in zip(batch, chips, features):
             request = item.request
@@ -80,6 +95,18 @@ class OnTheFlyProducer(Producer):
             out.append(EmbeddingRecord(request, tile_id(request.spatial), vector, grid,
                                        self._meta(request, chip)))
         return out
+
+    def _embed(self, batch: list[Prepared]) -> list[FeatureMap]:
+        """One feature map per item, each chip run by the embedder of its request's config."""
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(batch):
+            groups.setdefault(canonical_json(item.request.model_config), []).append(index)
+        features: dict[int, FeatureMap] = {}
+        for config, indices in groups.items():
+            embedder = self._embedders[config]  # requests come from ``request``, which registered it
+            preps = [InputPrep(batch[i].request.input_prep, batch[i].request.output.mode == "grid") for i in indices]
+            features.update(zip(indices, embedder.embed_prepared([batch[i].payload for i in indices], preps)))
+        return [features[index] for index in range(len(batch))]
 
     def _meta(self, request: EmbeddingRequest, chip: Chip) -> dict[str, Any]:
         return {

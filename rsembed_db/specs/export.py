@@ -73,3 +73,10 @@ class ExportModelRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise SpecError("name", f"must be a model name, got {self.name!r}")
+
+    @classmethod
+    def configure(cls, name: str, *, modality: str | None = None, sensor: SensorSpec | None = None,
+                  **model_config: Any) -> ExportModelRequest:
+        """A request with the model's config as keyword arguments:
+        ``ExportModelRequest.configure("thor", variant="large")``."""
+        return cls(name, modality=modality, sensor=sensor, model_config=model_config)
