@@ -49,6 +49,7 @@ CATALOG: dict[str, Entry] = {
     "clay": _model("clay:ClayEmbedder"),
     "terrafm": _model("terrafm:TerraFmEmbedder"),
     "terramind": _model("terramind:TerraMindEmbedder"),
+    "satmaepp": _model("satmaepp:SatMaePlusPlusEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
