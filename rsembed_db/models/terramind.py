@@ -25,7 +25,7 @@ import torch
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.vit_tokens import patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
-from rsembed_db.models.zoo import ModelInput, ZooEmbedder, standardised
+from rsembed_db.models.zoo import ModelInput, ZooEmbedder, import_keeping_torch_settings, standardised
 from rsembed_db.sources.base import Chip
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
@@ -93,10 +93,9 @@ class TerraMindEmbedder(ZooEmbedder):
             f"TerraMind 1.0 {self.config['variant']} (Jakubik et al. 2025), S2L2A encoder; {self.token_semantics}")
 
     def build(self) -> torch.nn.Module:
-        import terratorch.models.backbones.terramind  # noqa: F401 - registers the TerraMind backbones
-        from terratorch.registry import BACKBONE_REGISTRY
-
-        return BACKBONE_REGISTRY.build(self.variant.registry_key, pretrained=False, modalities=[MODALITY])
+        import_keeping_torch_settings("terratorch.models.backbones.terramind")  # registers the backbones
+        registry = import_keeping_torch_settings("terratorch.registry").BACKBONE_REGISTRY
+        return registry.build(self.variant.registry_key, pretrained=False, modalities=[MODALITY])
 
     def load(self, module: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:
         # The checkpoint holds the whole any-to-any model: keep this encoder's tensors.

@@ -14,12 +14,15 @@ into each chip's feature map.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import threading
 from abc import abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +42,7 @@ RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never 
 COMMON_OPTIONS = ("precision", "revision")
 DEFAULT_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 RGB = ("B04", "B03", "B02")  # Sentinel-2 red, green, blue
+CUDNN_ENV = "TORCH_CUDNN_V8_API_DISABLED"
 
 
 def require_zoo(model: str, modules: Sequence[str]) -> None:
@@ -47,6 +51,22 @@ def require_zoo(model: str, modules: Sequence[str]) -> None:
     if missing:
         raise SpecError("model", f"{model!r} needs the zoo extra (missing {', '.join(missing)}): "
                         "pip install 'rsembed-db[zoo]'")
+
+
+def import_keeping_torch_settings(module: str) -> ModuleType:
+    """``importlib.import_module(module)``, undoing the process-wide settings terratorch
+    changes on import (its Clay module sets ``torch.set_float32_matmul_precision("medium")``,
+    which lowers the precision of every later float32 matmul, CPU included, and sets
+    ``TORCH_CUDNN_V8_API_DISABLED``)."""
+    precision, cudnn = torch.get_float32_matmul_precision(), os.environ.get(CUDNN_ENV)
+    try:
+        return importlib.import_module(module)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        if cudnn is None:
+            os.environ.pop(CUDNN_ENV, None)
+        else:
+            os.environ[CUDNN_ENV] = cudnn
 
 
 def require_int(field: str, value: object, minimum: int, maximum: int | None = None) -> int:

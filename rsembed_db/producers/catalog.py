@@ -50,6 +50,7 @@ CATALOG: dict[str, Entry] = {
     "terrafm": _model("terrafm:TerraFmEmbedder"),
     "terramind": _model("terramind:TerraMindEmbedder"),
     "satmaepp": _model("satmaepp:SatMaePlusPlusEmbedder"),
+    "thor": _model("thor:ThorEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
