@@ -47,7 +47,7 @@ def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: T
                          model_config: dict[str, Any] | None = None, source: Any = None) -> list[Embedding]:
     """Embeddings for several ROIs: stored ones read back, the misses computed in one batch
     (once per key, even under concurrent calls; see ``query.compute``)."""
-    producer = _producer(model, imagery, imagery_date, model_config, source)
+    producer = _producer(model, imagery, imagery_date, model_config, source).for_request(modality, sensor)
     requests = [producer.request(s, temporal, output, sensor, fetch, input_prep, modality) for s in spatials]
     return read_through(producer, requests, _store(store))
 

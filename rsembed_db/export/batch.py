@@ -223,10 +223,11 @@ def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
     prep = InputPrepSpec.parse(input_prep)
     jobs = []
     for label, spec in zip(labels, specs):
-        producer = make_producer(spec.name, model_config=spec.model_config, source=shared)
-        own_sensor = spec.sensor or sensor
+        own_sensor, own_modality = spec.sensor or sensor, spec.modality or modality
+        producer = make_producer(spec.name, model_config=spec.model_config, source=shared).for_request(
+            own_modality, own_sensor)
         requests = [producer.request(s, temporal, output, own_sensor, None if spec.sensor else fetch,
-                                     prep, spec.modality or modality) for s in spatials]
+                                     prep, own_modality) for s in spatials]
         jobs.append(_Job(label, spec, producer, requests))
     names = _item_names(target, len(spatials))
     outputs = _outputs(target, names, jobs, config, output.mode == "grid")

@@ -71,6 +71,12 @@ class Producer(ABC):
             return []
         return with_spatials(self.request(spatials[0], temporal, output, **options), spatials)
 
+    def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
+        """The producer for requests with ``modality`` (and ``sensor``): itself, unless the model
+        runs another input branch for it (``OnTheFlyProducer``); SpecError for an unknown modality."""
+        self.check_modality(modality)
+        return self
+
     def check_modality(self, modality: str | None) -> None:
         """SpecError unless the model accepts ``modality`` (None: its default)."""
         if modality is not None and modality not in self.description.modalities:

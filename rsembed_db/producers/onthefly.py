@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
 from rsembed_db.errors import SpecError, TileFailure
-from rsembed_db.models.base import Embedder, FeatureMap, InputPrep
+from rsembed_db.models.base import Embedder, InputPrep
 from rsembed_db.models.input_prep import resolved_mode
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.base import Prepared, Producer
@@ -29,30 +30,17 @@ class OnTheFlyProducer(Producer):
         self.embedder = embedder
         self.source = source
         self.description = embedder.describe()
-        self._embedders = {canonical_json(embedder.config): embedder}  # one per modality asked for
+        self._branches: dict[str, OnTheFlyProducer] = {}  # per modality asked for (for_request)
+        self._lock = threading.Lock()
 
     @property
     def default_dim(self) -> int:
         return type(self.embedder)().dim
 
-    def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
-                input_prep=None, modality=None):
-        embedder = self._for_modality(modality, sensor)
-        sensor = resolve_sensor(embedder.default_sensor(), sensor, fetch)
-        embedder.check_sensor(sensor)
-        return EmbeddingRequest(
-            model=self.model,
-            spatial=spatial,
-            temporal=temporal,
-            output=output,
-            sensor=sensor,
-            input_prep=self._resolved_prep(embedder, InputPrepSpec.parse(input_prep), spatial, sensor, output),
-            model_config=embedder.config,
-        )
-
-    def _for_modality(self, modality: str | None, sensor: SensorSpec | None) -> Embedder:
-        """The embedder for the request's ``modality``, else the one ``sensor.modality`` names
-        (when it is one of the model's), else the configured one."""
+    def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
+        """Itself, or for a model with several input branches the producer of the branch that
+        ``modality`` (else ``sensor.modality``, when it names one) selects: the same source,
+        an embedder configured for it, its own table when its width differs."""
         self.check_modality(modality)
         named = sensor.modality if sensor is not None else None
         if modality is not None and named is not None and named != modality:
@@ -61,13 +49,35 @@ class OnTheFlyProducer(Producer):
         if modality is None and named in self.description.modalities:
             modality = named
         embedder = self.embedder.for_modality(modality)
-        return self._embedders.setdefault(canonical_json(embedder.config), embedder)
+        if embedder is self.embedder:
+            return self
+        with self._lock:
+            return self._branches.setdefault(canonical_json(embedder.config), OnTheFlyProducer(embedder, self.source))
 
-    def _resolved_prep(self, embedder: Embedder, prep: InputPrepSpec, spatial: SpatialSpec, sensor: SensorSpec,
+    def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
+                input_prep=None, modality=None):
+        if self.for_request(modality, sensor) is not self:
+            configured = self.embedder.config.get("modality")
+            raise SpecError("modality", f"this {self.model!r} producer runs modality {configured!r}; take the "
+                            f"producer for {modality or sensor.modality!r} from for_request()",
+                            self.description.modalities)
+        sensor = resolve_sensor(self.embedder.default_sensor(), sensor, fetch)
+        self.embedder.check_sensor(sensor)
+        return EmbeddingRequest(
+            model=self.model,
+            spatial=spatial,
+            temporal=temporal,
+            output=output,
+            sensor=sensor,
+            input_prep=self._resolved_prep(InputPrepSpec.parse(input_prep), spatial, sensor, output),
+            model_config=self.embedder.config,
+        )
+
+    def _resolved_prep(self, prep: InputPrepSpec, spatial: SpatialSpec, sensor: SensorSpec,
                        output: OutputSpec) -> InputPrepSpec:
         """``auto`` resolved to what it will do, so that the key names one computation
         (auto depends on the output mode, which the key leaves out)."""
-        size = embedder.describe().image_size
+        size = self.description.image_size
         if prep.mode != "auto" or size is None:
             return prep
         grid = chip_grid_for(spatial, sensor.scale_m)
@@ -82,7 +92,8 @@ class OnTheFlyProducer(Producer):
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
         chips: list[Chip] = [item.payload for item in batch]
-        features = self._embed(batch)
+        preps = [InputPrep(item.request.input_prep, item.request.output.mode == "grid") for item in batch]
+        features = self.embedder.embed_prepared(chips, preps)
         out: list[EmbeddingRecord | FailureRecord] = []
         for item, chip, fmap in zip(batch, chips, features):
             request = item.request
@@ -95,18 +106,6 @@ class OnTheFlyProducer(Producer):
             out.append(EmbeddingRecord(request, tile_id(request.spatial), vector, grid,
                                        self._meta(request, chip)))
         return out
-
-    def _embed(self, batch: list[Prepared]) -> list[FeatureMap]:
-        """One feature map per item, each chip run by the embedder of its request's config."""
-        groups: dict[str, list[int]] = {}
-        for index, item in enumerate(batch):
-            groups.setdefault(canonical_json(item.request.model_config), []).append(index)
-        features: dict[int, FeatureMap] = {}
-        for config, indices in groups.items():
-            embedder = self._embedders[config]  # requests come from ``request``, which registered it
-            preps = [InputPrep(batch[i].request.input_prep, batch[i].request.output.mode == "grid") for i in indices]
-            features.update(zip(indices, embedder.embed_prepared([batch[i].payload for i in indices], preps)))
-        return [features[index] for index in range(len(batch))]
 
     def _meta(self, request: EmbeddingRequest, chip: Chip) -> dict[str, Any]:
         return {

@@ -212,3 +212,34 @@ def test_describe_and_missing_weights(tmp_path, monkeypatch):
     with pytest.raises(MissingWeights) as err:
         embedder.embed([make_chip(S2, size=32)])
     assert "thor_v1_vit_large.pt" in str(err.value) and "huggingface.co/FM4CS/THOR-1.0-large" in str(err.value)
+
+
+def test_s1_requests_of_a_default_producer_go_to_their_own_table(saved, tmp_path):
+    """S1 has one group, so its width differs from S2's: ``modality="s1"`` must get a producer
+    of its own (``for_request``) and write to ``thor_d48``, not into the S2 table."""
+    import rasterio
+    from affine import Affine
+
+    from rsembed_db import PointBuffer, TemporalSpec
+    from rsembed_db.api import get_embedding
+    from rsembed_db.store import EmbeddingStore
+    from tests.conftest import SCENE
+
+    _, runtime = saved
+    s1_file = tmp_path / "s1_db_20170301.tif"
+    rng = np.random.default_rng(2)
+    with rasterio.open(s1_file, "w", driver="GTiff", width=384, height=192, count=2, dtype="float32",
+                       crs="EPSG:32633", transform=Affine(40.0, 0, 330000.0, 0, -40.0, 5822040.0)) as dst:
+        dst.write(rng.uniform(-25, -5, (2, 192, 384)).astype(np.float32))
+        dst.descriptions = ("VV", "VH")
+    store = EmbeddingStore(tmp_path / "db")
+    ask = {"spatial": PointBuffer(12.60, 52.49, 200), "temporal": TemporalSpec.year(2017), "store": store,
+           "model_config": runtime}
+    s1 = get_embedding("thor", modality="s1", imagery=str(s1_file), **ask)
+    s2 = get_embedding("thor", imagery=SCENE, **ask)
+    assert s1.data.shape == (48,) and s2.data.shape == (144,)
+    assert s1.meta["sensor"]["collection"] == "COPERNICUS/S1_GRD"
+    assert store.table("thor_d48").count_rows() == 1 and store.table("thor").count_rows() == 1
+    again = get_embedding("thor", modality="s1", imagery=str(s1_file), **ask)
+    assert again.meta["from_store"] is True
+    np.testing.assert_array_equal(again.data, s1.data)
