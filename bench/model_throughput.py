@@ -94,7 +94,9 @@ def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int, names: list
 
 
 def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: float,
-          heading: str = HEADING) -> None:
+          heading: str = HEADING, baseline: str | None = None) -> None:
+    note = (f" The first row, {baseline}, is the baseline measured again in this run: compare it with its row "
+            "under \"Model zoo throughput\" to scale for a different load.") if baseline else ""
     section = "\n".join([
         heading, "",
         f"`bench/model_throughput.py` on {device_text}; torch {torch.__version__}, "
@@ -103,7 +105,7 @@ def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: 
         "architectures with **random weights** (real weights cannot be downloaded here; speed does "
         "not depend on them); params counts the whole model (remoteclip: with its text tower). "
         "Chips/s of `embed` end to end at the native size, after a one-chip warm-up; batch 1 over "
-        f"{calls_1} calls, batch 16 over {calls_16} call(s).", "",
+        f"{calls_1} calls, batch 16 over {calls_16} call(s).{note}", "",
         "| model | params | size px | D | device | precision | chips/s (batch 1) | chips/s (batch 16) |",
         "|---|---|---|---|---|---|---|---|", *rows, ""])
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
@@ -132,7 +134,7 @@ def main() -> None:
     print(f"{sys.argv[0]}: {device_text}, load average {load:.1f}", flush=True)
     rows = run(devices, args.calls_1, args.calls_16, names)
     if not args.no_write:
-        write(rows, device_text, args.calls_1, args.calls_16, load, heading)
+        write(rows, device_text, args.calls_1, args.calls_16, load, heading, args.baseline if args.models else None)
 
 
 if __name__ == "__main__":
