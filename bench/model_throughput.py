@@ -8,7 +8,9 @@ Each measurement times ``embed`` end to end (band selection, normalisation, inpu
 preparation, the forward pass) on chips of the native size, batch 1 and 16, after a
 one-chip warm-up call, over a fixed small number of calls (full-size ViTs are slow on 2 cores).
 On CUDA the same runs in fp32 and under bf16 / fp16 autocast. The table replaces the
-"Model zoo throughput" section of bench/RESULTS.md.
+"Model zoo throughput" section of bench/RESULTS.md; ``--models a b`` measures only those
+models (each of their configurations) plus ``--baseline`` (dofa) in the same run, and
+writes them to their own section "Model zoo throughput: a, b".
 """
 
 from __future__ import annotations
@@ -33,16 +35,22 @@ from rsembed_db.sources.base import Chip
 from rsembed_db.tiling.chip_grid import ChipGrid
 
 MODELS = [("remoteclip", {}), ("prithvi", {}), ("prithvi", {"variant": "600m_tl"}), ("satmae", {}),
-          ("scalemae", {}), ("dofa", {}), ("clay", {})]
+          ("scalemae", {}), ("dofa", {}), ("clay", {}), ("terrafm", {}), ("terramind", {}), ("satmaepp", {}),
+          ("satmaepp", {"modality": "s2_10b"}), ("thor", {}), ("thor", {"modality": "s1"})]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Model zoo throughput"
+SAR = {"VV", "VH", "HH", "HV"}
 
 
 def chips(embedder: ZooEmbedder, count: int) -> list[Chip]:
+    """Random chips in the units of the model's default sensor: reflectance x 10000, or
+    Sentinel-1 backscatter (linear power or dB)."""
     size, rng = embedder.image_size, np.random.default_rng(0)
     grid = ChipGrid("EPSG:32633", Affine(10, 0, 500000, 0, -10, 5800000), size, size,
                     box(500000, 5800000 - 10 * size, 500000 + 10 * size, 5800000))
-    return [Chip(rng.uniform(0, 4000, (len(embedder.bands), size, size)).astype(np.float32),
+    sensor = embedder.default_sensor()
+    low, high = (0.0, 4000.0) if not set(sensor.bands) <= SAR else (0.0, 0.5) if sensor.use_float_linear else (-25, -5)
+    return [Chip(rng.uniform(low, high, (len(embedder.bands), size, size)).astype(np.float32),
                  np.ones((size, size), bool), embedder.bands, grid, {"input_time": "2022-06-15"})
             for _ in range(count)]
 
@@ -69,13 +77,13 @@ def random_full_size(name: str, config: dict, device: str, precision: str) -> Zo
     return embedder
 
 
-def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int) -> list[str]:
+def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int, names: list[str]) -> list[str]:
     rows = []
-    for name, config in MODELS:
+    for name, config in (m for m in MODELS if m[0] in names):
         for device, precision in devices:
             embedder = random_full_size(name, config, device, precision)
             params = sum(p.numel() for p in embedder.model().parameters()) / 1e6
-            label = f"{name} {config.get('variant', embedder.config['variant'])}"
+            label = " ".join([name, embedder.config["variant"], *([config["modality"]] if "modality" in config else [])])
             one, sixteen = measure(embedder, 1, calls_1), measure(embedder, 16, calls_16)
             rows.append(f"| {label} | {params:.0f}M | {embedder.image_size} | {embedder.dim} | {device} | "
                         f"{precision if device != 'cpu' else 'fp32'} | {one:.2f} | {sixteen:.2f} |")
@@ -85,20 +93,23 @@ def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int) -> list[str
     return rows
 
 
-def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: float) -> None:
+def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: float,
+          heading: str = HEADING, baseline: str | None = None) -> None:
+    note = (f" The first row, {baseline}, is the baseline measured again in this run: compare it with its row "
+            "under \"Model zoo throughput\" to scale for a different load.") if baseline else ""
     section = "\n".join([
-        HEADING, "",
+        heading, "",
         f"`bench/model_throughput.py` on {device_text}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} CPU threads. The 1-minute load average was {load:.1f} at the "
         "start: other processes shared the cores, so these are lower bounds. Full-size "
         "architectures with **random weights** (real weights cannot be downloaded here; speed does "
         "not depend on them); params counts the whole model (remoteclip: with its text tower). "
         "Chips/s of `embed` end to end at the native size, after a one-chip warm-up; batch 1 over "
-        f"{calls_1} calls, batch 16 over {calls_16} call(s).", "",
+        f"{calls_1} calls, batch 16 over {calls_16} call(s).{note}", "",
         "| model | params | size px | D | device | precision | chips/s (batch 1) | chips/s (batch 16) |",
         "|---|---|---|---|---|---|---|---|", *rows, ""])
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text.rstrip() + "\n")
 
@@ -108,7 +119,12 @@ def main() -> None:
     parser.add_argument("--calls-1", type=int, default=3, help="timed calls at batch 1")
     parser.add_argument("--calls-16", type=int, default=1, help="timed calls at batch 16")
     parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
+    parser.add_argument("--models", nargs="+", choices=sorted({m for m, _ in MODELS}),
+                        help="only these models (plus the baseline), in their own RESULTS.md section")
+    parser.add_argument("--baseline", default="dofa", help="model re-measured in the same run as --models")
     args = parser.parse_args()
+    names = [m for m, _ in MODELS] if not args.models else [args.baseline, *args.models]
+    heading = HEADING if not args.models else f"{HEADING}: {', '.join(args.models)}"
     devices = [("cpu", "fp32")]
     device_text = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     if torch.cuda.is_available():
@@ -116,9 +132,9 @@ def main() -> None:
         device_text = f"{torch.cuda.get_device_name()} and {device_text}"
     load = os.getloadavg()[0]
     print(f"{sys.argv[0]}: {device_text}, load average {load:.1f}", flush=True)
-    rows = run(devices, args.calls_1, args.calls_16)
+    rows = run(devices, args.calls_1, args.calls_16, names)
     if not args.no_write:
-        write(rows, device_text, args.calls_1, args.calls_16, load)
+        write(rows, device_text, args.calls_1, args.calls_16, load, heading, args.baseline if args.models else None)
 
 
 if __name__ == "__main__":

@@ -122,8 +122,9 @@ def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: T
         raise SpecError("spatials", f"must be a non-empty list of spatial specs, got {spatials!r}")
     producer = _producer(model, backend, device, imagery, imagery_date, _settings(model_config, model_kwargs),
                          source)
-    requests = producer.requests(list(spatials), temporal, output, sensor=sensor, fetch=fetch,
-                                 input_prep=input_prep, modality=modality)
+    producer = producer.for_request(modality, sensor)
+    requests = producer.requests(list(spatials), temporal, output, sensor=sensor, fetch=fetch, input_prep=input_prep,
+                                 modality=modality)
     return read_through(producer, requests, _store(store))
 
 
@@ -154,10 +155,10 @@ class Model:
                  input_prep: InputPrepSpec | str | None = None, store: StoreLike = None, imagery: Any = None,
                  imagery_date: str | None = None, source: Any = None, **model_kwargs: Any) -> None:
         self.name = name
-        self.producer = _producer(name, backend, device, imagery, imagery_date, _settings(None, model_kwargs), source)
+        self.producer = _producer(name, backend, device, imagery, imagery_date, _settings(None, model_kwargs),
+                                  source).for_request(modality, sensor)
         self.options = {"sensor": sensor, "fetch": fetch, "modality": modality, "input_prep": input_prep}
         self.output, self.store = output, _store(store)
-        self.producer.check_modality(modality)
 
     def get_embedding(self, spatial: SpatialSpec, *, temporal: TemporalSpec | None = None) -> Embedding:
         return self.get_embeddings_batch([spatial], temporal=temporal)[0]

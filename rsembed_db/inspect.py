@@ -36,7 +36,7 @@ def _patch(spatial: SpatialSpec, temporal: TemporalSpec | None, model: str | Non
         if is_product(model):
             raise SpecError("model", f"{model!r} is a precomputed product: there is no input patch to inspect")
         producer = make_producer(model, imagery, imagery_date, resolve_runtime(model, model_config, backend),
-                                 imagery_source(model, backend, source))
+                                 imagery_source(model, backend, source)).for_request(modality, sensor)
         request = producer.request(spatial, temporal, sensor=sensor, fetch=fetch, modality=modality)
         chip = producer.prepare(request).payload
         return chip, request, producer

@@ -33,7 +33,14 @@ from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.chip_context import centre_lonlat, frame_dates
 from rsembed_db.models.vit_tokens import frames_grid
 from rsembed_db.models.weights import WeightSource, load_weights
-from rsembed_db.models.zoo import ModelInput, ZooEmbedder, require_flag, require_int, standardised
+from rsembed_db.models.zoo import (
+    ModelInput,
+    ZooEmbedder,
+    import_keeping_torch_settings,
+    require_flag,
+    require_int,
+    standardised,
+)
 from rsembed_db.sources.base import Chip
 
 HLS_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")  # BLUE GREEN RED NIR_NARROW SWIR_1 SWIR_2
@@ -96,7 +103,7 @@ class PrithviEmbedder(ZooEmbedder):
             frames=cfg["num_frames"])
 
     def build(self) -> torch.nn.Module:
-        from terratorch.models.backbones.prithvi_mae import PrithviViT
+        PrithviViT = import_keeping_torch_settings("terratorch.models.backbones.prithvi_mae").PrithviViT  # noqa: N806
 
         v = self.variant
         return PrithviViT(img_size=self.image_size, patch_size=(1, v.patch_size, v.patch_size),

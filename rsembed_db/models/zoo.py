@@ -14,12 +14,15 @@ into each chip's feature map.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import threading
 from abc import abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +42,7 @@ RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never 
 COMMON_OPTIONS = ("precision", "revision")
 DEFAULT_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 RGB = ("B04", "B03", "B02")  # Sentinel-2 red, green, blue
+CUDNN_ENV = "TORCH_CUDNN_V8_API_DISABLED"
 
 
 def require_zoo(model: str, modules: Sequence[str]) -> None:
@@ -47,6 +51,22 @@ def require_zoo(model: str, modules: Sequence[str]) -> None:
     if missing:
         raise SpecError("model", f"{model!r} needs the zoo extra (missing {', '.join(missing)}): "
                         "pip install 'rsembed-db[zoo]'")
+
+
+def import_keeping_torch_settings(module: str) -> ModuleType:
+    """``importlib.import_module(module)``, undoing the process-wide settings terratorch
+    changes on import (its Clay module sets ``torch.set_float32_matmul_precision("medium")``,
+    which lowers the precision of every later float32 matmul, CPU included, and sets
+    ``TORCH_CUDNN_V8_API_DISABLED``)."""
+    precision, cudnn = torch.get_float32_matmul_precision(), os.environ.get(CUDNN_ENV)
+    try:
+        return importlib.import_module(module)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        if cudnn is None:
+            os.environ.pop(CUDNN_ENV, None)
+        else:
+            os.environ[CUDNN_ENV] = cudnn
 
 
 def require_int(field: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -116,7 +136,9 @@ class ZooEmbedder(Embedder):
 
     Subclasses name their architecture table in ``variants`` (the module's ``VARIANTS``
     dict itself, so edits to it take effect; entries have ``dim`` and ``patch_size``) and
-    the ``variant`` config default in ``default_variant``.
+    the ``variant`` config default in ``default_variant``. A model with several input
+    branches lists them in ``modalities`` (first: the default) and takes a ``modality``
+    config key, which the request-level ``modality`` sets (``for_modality``).
     """
 
     runtime_options = RUNTIME_OPTIONS
@@ -130,8 +152,11 @@ class ZooEmbedder(Embedder):
     input_bands: ClassVar[tuple[str, ...] | None] = None  # None: the ``bands`` config key chooses
     scale_m: ClassVar[float] = 10.0  # native ground sampling of the input bands (metres)
     weights_source: ClassVar[WeightSource]  # the checkpoint, unless published_weights picks one per variant
+    modalities: ClassVar[tuple[str, ...]] = ("optical",)
+    citation: ClassVar[str] = ""  # the paper: authors, title, venue, year
 
     def __init__(self, **config: Any) -> None:
+        self._given = dict(config)  # as the caller passed it (for_modality rebuilds from it)
         for key in config:
             require_choice("model_config", key, (*self.options, *COMMON_OPTIONS, *RUNTIME_OPTIONS))
         self.runtime = _runtime({k: config.pop(k) for k in RUNTIME_OPTIONS if k in config})
@@ -213,11 +238,33 @@ class ZooEmbedder(Embedder):
     def default_sensor(self) -> SensorSpec:
         return SensorSpec(collection=DEFAULT_COLLECTION, bands=self.bands, scale_m=self.scale_m, composite="median")
 
+    def for_modality(self, modality: str | None) -> Embedder:
+        """This model configured for ``modality`` (None: as configured); SpecError when
+        ``model_config`` already names another modality."""
+        if modality is None or "modality" not in self.options or modality == self.config.get("modality"):
+            return self
+        given = self._given.get("modality")
+        if given is not None:
+            raise SpecError("modality", f"{modality!r} conflicts with model_config modality {given!r}",
+                            self.modalities)
+        return type(self)(**{**self._given, "modality": modality})
+
+    def check_sensor(self, sensor: SensorSpec) -> None:
+        """SpecError unless ``sensor`` fetches every band the model takes."""
+        have = {normalise_band(b) for b in sensor.bands}
+        missing = [b for b in self.bands if b not in have]
+        if missing:
+            modality = f" (modality {self.config['modality']!r})" if "modality" in self.config else ""
+            raise SpecError("sensor.bands", f"model {self.name!r}{modality} takes {len(self.bands)} bands "
+                            f"{list(self.bands)}; the sensor lacks {missing}", self.bands)
+
     def description(self, normalisation: dict[str, Any], summary: str, **fields: Any) -> ModelDescription:
         """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
 
         ``patch_size`` is the variant's, even where the output grid is coarser.
         """
+        fields = {"modalities": self.modalities, "citation": self.citation,
+                  "default_sensor": self.default_sensor().to_dict(), **fields}
         return ModelDescription(
             name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
             image_size=self.image_size, patch_size=self.variant.patch_size, normalisation=normalisation,

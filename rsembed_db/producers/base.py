@@ -88,6 +88,12 @@ class Producer(ABC):
                       UserWarning, stacklevel=4)
         return TemporalSpec.range(*DEFAULT_WINDOW)
 
+    def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
+        """The producer for requests with ``modality`` (and ``sensor``): itself, unless the model
+        runs another input branch for it (``OnTheFlyProducer``); SpecError for an unknown modality."""
+        self.check_modality(modality)
+        return self
+
     def check_modality(self, modality: str | None) -> str | None:
         """The model's name for ``modality`` (aliases such as ``sentinel-1`` -> ``s1``);
         SpecError unless the model accepts it (None: its default)."""

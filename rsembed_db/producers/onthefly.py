@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from rsembed_db.errors import TileFailure
+from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.models.base import Embedder, InputPrep
 from rsembed_db.models.input_prep import resolved_mode
 from rsembed_db.models.pooling import pool, to_dataarray
@@ -15,6 +16,7 @@ from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.base import Chip, ImagerySource
 from rsembed_db.sources.quality import check_input
+from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest, with_spatials
 from rsembed_db.specs.sensor import SensorSpec, resolve_sensor
@@ -32,17 +34,39 @@ class OnTheFlyProducer(Producer):
         self.source = source
         self.description = embedder.describe()
         self.backend = source.name if source is not None else "none"
+        self._branches: dict[str, OnTheFlyProducer] = {}  # per modality asked for (for_request)
+        self._lock = threading.Lock()
 
     @property
     def default_dim(self) -> int:
         return type(self.embedder)().dim
 
+    def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
+        """Itself, or for a model with several input branches the producer of the branch that
+        ``modality`` (else ``sensor.modality``, when it names one) selects: the same source,
+        an embedder configured for it, its own table when its width differs."""
+        modality = self.check_modality(modality)
+        named = sensor.modality if sensor is not None else None
+        if modality is not None and named is not None and named != modality:
+            raise SpecError("modality", f"{modality!r} conflicts with sensor.modality {named!r}",
+                            self.description.modalities)
+        if modality is None and named in self.description.modalities:
+            modality = named
+        embedder = self.embedder.for_modality(modality)
+        if embedder is self.embedder:
+            return self
+        with self._lock:
+            return self._branches.setdefault(canonical_json(embedder.config), OnTheFlyProducer(embedder, self.source))
+
     def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
                 input_prep=None, modality=None):
-        name = self.check_modality(modality)
-        if sensor is not None and name is not None and sensor.modality is None and len(self.description.modalities) > 1:
-            sensor = replace(sensor, modality=name)  # the reference merges modality into a given sensor
-        sensor = resolve_sensor(self.embedder.sensor_for(name), sensor, fetch)
+        if self.for_request(modality, sensor) is not self:
+            configured = self.embedder.config.get("modality")
+            raise SpecError("modality", f"this {self.model!r} producer runs modality {configured!r}; take the "
+                            f"producer for {modality or sensor.modality!r} from for_request()",
+                            self.description.modalities)
+        sensor = resolve_sensor(self.embedder.default_sensor(), sensor, fetch)
+        self.embedder.check_sensor(sensor)
         return EmbeddingRequest(
             model=self.model,
             spatial=spatial,

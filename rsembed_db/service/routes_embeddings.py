@@ -96,7 +96,7 @@ class _Query:
 
 
 def _answer(ctx: ServiceContext, who: Principal, q: _Query) -> dict[str, Any]:
-    producer = ctx.producer(q.model, q.config)
+    producer = ctx.producer(q.model, q.config).for_request(q.modality, q.sensor)
     requests = [producer.request(s, q.temporal, q.output, q.sensor, q.fetch, q.input_prep, q.modality)
                 for s in q.spatials]
     try:
