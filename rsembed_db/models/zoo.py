@@ -137,6 +137,7 @@ class ZooEmbedder(Embedder):
         require_choice("precision", common["precision"], tuple(PRECISIONS))
         variant = config.pop("variant", self.default_variant)
         require_choice("variant", variant, tuple(self.variants))
+        self.config = {"variant": variant}  # resolve_config may read ``self.variant``
         super().__init__(variant=variant, **self.resolve_config(config))
         self.config["precision"] = common["precision"]
         revision = common["revision"] or self.published_weights().revision
@@ -218,16 +219,23 @@ class ZooEmbedder(Embedder):
             weights=self.weights.describe(), licence=self.weights.licence, summary=summary,
             config=dict(self.config), **fields)
 
+    def checkpoint(self) -> tuple[ResolvedWeights, dict[str, torch.Tensor]]:
+        """The local checkpoint file and its tensors (``models.weights``); read before ``build``.
+
+        Models whose published file wraps its tensors differently, or comes with a
+        config file the architecture is built from, override this.
+        """
+        resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir, self.runtime.cache_dir)
+        return resolved, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface")
+
     def model(self) -> torch.nn.Module:
         """The model with its pretrained weights, on the device, in eval mode (loaded once)."""
         with self._load_lock:
             if self._model is None:
                 require_zoo(self.name, self.requires)
-                resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir,
-                                           self.runtime.cache_dir)
+                resolved, state = self.checkpoint()
                 module = self.build()
-                self.load(module, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface"),
-                          resolved.path)
+                self.load(module, state, resolved.path)
                 self._model, self._weights = module.to(self.runtime.device).eval(), resolved
             return self._model
 
