@@ -234,7 +234,10 @@ class ZooEmbedder(Embedder):
             if self._model is None:
                 require_zoo(self.name, self.requires)
                 resolved, state = self.checkpoint()
+                precision = torch.get_float32_matmul_precision()
                 module = self.build()
+                # terratorch's Clay module sets "medium" (bf16 CPU matmuls) on import: keep fp32 for all.
+                torch.set_float32_matmul_precision(precision)
                 self.load(module, state, resolved.path)
                 self._model, self._weights = module.to(self.runtime.device).eval(), resolved
             return self._model
