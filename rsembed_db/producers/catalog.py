@@ -48,6 +48,7 @@ CATALOG: dict[str, Entry] = {
     "dofa": _model("dofa:DofaEmbedder"),
     "clay": _model("clay:ClayEmbedder"),
     "fomo": _model("fomo:FomoEmbedder"),
+    "wildsat": _model("wildsat:WildSatEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
