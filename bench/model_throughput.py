@@ -35,7 +35,8 @@ from rsembed_db.tiling.chip_grid import ChipGrid
 MODELS = [("remoteclip", {}), ("prithvi", {}), ("prithvi", {"variant": "600m_tl"}), ("satmae", {}),
           ("satmae", {"variant": "multispectral_vit_base"}), ("satmae", {"variant": "multispectral_vit_large"}),
           ("satmae", {"variant": "temporal_vit_large"}), ("scalemae", {}), ("dofa", {}), ("clay", {}),
-          ("fomo", {}), ("wildsat", {}), ("wildsat", {"variant": "resnet50"}), ("wildsat", {"variant": "swint"})]
+          ("fomo", {}), ("wildsat", {}), ("wildsat", {"variant": "resnet50"}), ("wildsat", {"variant": "swint"}),
+          ("olmoearth", {})]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Model zoo throughput"
 

@@ -211,11 +211,12 @@ class ZooEmbedder(Embedder):
     def description(self, normalisation: dict[str, Any], summary: str, **fields: Any) -> ModelDescription:
         """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
 
-        ``patch_size`` is the variant's, even where the output grid is coarser.
+        ``patch_size`` is ``self.patch_size`` (the variant's unless configured), even where
+        the output grid is coarser.
         """
         return ModelDescription(
             name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
-            image_size=self.image_size, patch_size=self.variant.patch_size, normalisation=normalisation,
+            image_size=self.image_size, patch_size=self.patch_size, normalisation=normalisation,
             weights=self.weights.describe(), licence=self.weights.licence, summary=summary,
             config=dict(self.config), **fields)
 

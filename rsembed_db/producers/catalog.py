@@ -49,6 +49,7 @@ CATALOG: dict[str, Entry] = {
     "clay": _model("clay:ClayEmbedder"),
     "fomo": _model("fomo:FomoEmbedder"),
     "wildsat": _model("wildsat:WildSatEmbedder"),
+    "olmoearth": _model("olmoearth:OlmoEarthEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
