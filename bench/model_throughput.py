@@ -36,7 +36,7 @@ MODELS = [("remoteclip", {}), ("prithvi", {}), ("prithvi", {"variant": "600m_tl"
           ("satmae", {"variant": "multispectral_vit_base"}), ("satmae", {"variant": "multispectral_vit_large"}),
           ("satmae", {"variant": "temporal_vit_large"}), ("scalemae", {}), ("dofa", {}), ("clay", {}),
           ("fomo", {}), ("wildsat", {}), ("wildsat", {"variant": "resnet50"}), ("wildsat", {"variant": "swint"}),
-          ("olmoearth", {})]
+          ("olmoearth", {}), ("satvision", {})]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Model zoo throughput"
 

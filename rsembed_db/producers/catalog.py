@@ -50,6 +50,7 @@ CATALOG: dict[str, Entry] = {
     "fomo": _model("fomo:FomoEmbedder"),
     "wildsat": _model("wildsat:WildSatEmbedder"),
     "olmoearth": _model("olmoearth:OlmoEarthEmbedder"),
+    "satvision": _model("satvision:SatVisionEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
