@@ -1,0 +1,48 @@
+"""The batch-B zoo models (satvision, fomo, wildsat, olmoearth, SatMAE's multi-spectral and
+temporal variants) are listed, described and validated without the ``zoo`` extra or weights."""
+
+from __future__ import annotations
+
+import pytest
+
+from rsembed_db.producers.catalog import describe_model, get_embedder, list_models
+from rsembed_db.specs import SpecError
+
+EXPECTED = {  # name, config -> (dim, image, patch, frames, scale_m)
+    ("satvision", ()): (4096, 128, 4, 1, 1000.0),
+    ("fomo", ()): (768, 64, 16, 1, 10.0),
+    ("wildsat", ()): (256, 224, 16, 1, 10.0),
+    ("wildsat", (("variant", "resnet50"),)): (256, 512, 32, 1, 10.0),
+    ("olmoearth", ()): (768, 256, 4, 1, 10.0),
+    ("olmoearth", (("variant", "tiny_v1_1"), ("num_frames", 12), ("patch_size", 8))): (192, 256, 8, 12, 10.0),
+    ("satmae", (("variant", "multispectral_vit_base"),)): (768, 96, 8, 1, 10.0),
+    ("satmae", (("variant", "temporal_vit_large"),)): (1024, 224, 16, 3, 10.0),
+}
+
+
+@pytest.mark.parametrize(("name", "config"), list(EXPECTED))
+def test_described_with_dim_licence_and_citation(name, config):
+    assert name in list_models("on_the_fly")
+    d = describe_model(name, **dict(config))
+    assert (d.dim, d.image_size, d.patch_size, d.frames, d.scale_m) == EXPECTED[(name, config)]
+    assert d.licence and d.citation and d.weights and d.normalisation and d.bands
+
+
+def test_default_satmae_is_unchanged():
+    assert get_embedder("satmae").config == {"variant": "vit_large_patch16", "rgb_max": 10000.0, "precision": "fp32",
+                                             "revision": "zenodo-7369797"}
+
+
+@pytest.mark.parametrize(("name", "config", "field"), [
+    ("satmae", {"variant": "multispectral_vit_large", "rgb_max": 3000}, "rgb_max"),
+    ("fomo", {"bands": ["B09", "B02"]}, "bands"),
+    ("fomo", {"normalisation": "percentile"}, "normalisation"),
+    ("wildsat", {"variant": "vitl16"}, "variant"),
+    ("wildsat", {"features": "patch"}, "features"),
+    ("olmoearth", {"patch_size": 9}, "patch_size"),
+    ("olmoearth", {"image_size": 100, "patch_size": 8}, "image_size"),
+    ("satvision", {"image_size": 256}, "model_config"),
+])
+def test_bad_config_names_the_field(name, config, field):
+    with pytest.raises(SpecError, match=field):
+        get_embedder(name, **config)
