@@ -15,6 +15,7 @@ for _module in ("timm", "open_clip", "torchgeo", "terratorch", "huggingface_hub"
 
 import torch  # noqa: E402
 
+torch.set_float32_matmul_precision("highest")  # importing terratorch set "medium" (bf16 CPU matmuls)
 from rsembed_db.errors import MissingWeights  # noqa: E402
 from rsembed_db.models import clay, dofa, prithvi, remoteclip, satmae, scalemae  # noqa: E402
 from rsembed_db.models.base import InputPrep  # noqa: E402
