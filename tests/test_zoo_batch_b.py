@@ -26,6 +26,7 @@ def test_described_with_dim_licence_and_citation(name, config):
     d = describe_model(name, **dict(config))
     assert (d.dim, d.image_size, d.patch_size, d.frames, d.scale_m) == EXPECTED[(name, config)]
     assert d.licence and d.citation and d.weights and d.normalisation and d.bands
+    assert "Grid " in d.summary and "default sensor" in d.summary  # grid layout and where the input comes from
 
 
 def test_default_satmae_is_unchanged():

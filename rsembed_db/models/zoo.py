@@ -212,8 +212,12 @@ class ZooEmbedder(Embedder):
         """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
 
         ``patch_size`` is ``self.patch_size`` (the variant's unless configured), even where
-        the output grid is coarser.
+        the output grid is coarser. The summary gains the output grid and the default sensor.
         """
+        sensor = self.default_sensor()
+        h, w = self.grid
+        summary = (f"{summary}. Grid {h} x {w} per {self.image_size} px model input; default sensor "
+                   f"{sensor.collection} at {sensor.scale_m:g} m ({sensor.composite})")
         return ModelDescription(
             name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
             image_size=self.image_size, patch_size=self.patch_size, normalisation=normalisation,
