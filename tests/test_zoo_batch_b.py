@@ -47,3 +47,22 @@ def test_default_satmae_is_unchanged():
 def test_bad_config_names_the_field(name, config, field):
     with pytest.raises(SpecError, match=field):
         get_embedder(name, **config)
+
+
+def test_checkpoints_nested_under_other_keys_and_with_allow_listed_classes(tmp_path):
+    """DeepSpeed model states nest tensors under ``module``; WildSAT's checkpoint pickles an
+    ``argparse.Namespace`` beside them, read without full unpickling once allow-listed."""
+    import argparse
+
+    import torch
+
+    from rsembed_db.models.weights import load_state_dict
+
+    tensors = {"encoder.w": torch.arange(3.0)}
+    torch.save({"module": tensors, "ds_version": "0.14.4", "global_steps": 5}, tmp_path / "ds.pt")
+    assert torch.equal(load_state_dict(tmp_path / "ds.pt", nested=("module",))["encoder.w"], tensors["encoder.w"])
+    torch.save({"opt": argparse.Namespace(lr=1.0), "satellite_state_dict": tensors}, tmp_path / "wildsat.pth")
+    with pytest.raises(SpecError, match="pickled objects"):
+        load_state_dict(tmp_path / "wildsat.pth", nested=("satellite_state_dict",))
+    loaded = load_state_dict(tmp_path / "wildsat.pth", nested=("satellite_state_dict",), safe_types=(argparse.Namespace,))
+    assert list(loaded) == ["encoder.w"]
