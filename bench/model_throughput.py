@@ -116,11 +116,12 @@ def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: 
                f"load average was {load:.1f} at the start: other processes shared the cores, so these are lower bounds.")
     setup = f"`bench/model_throughput.py` on {machine}"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    # The section ends at the next heading or at another benchmark's marker comment.
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |^<!-- |\Z)", re.S | re.M)
     found = pattern.search(text)
     if models and found:
         lines = found.group(0).rstrip().splitlines()
-        prose = [line for line in lines if not line.startswith("|")]
+        prose = lines[:next(i for i, line in enumerate(lines) if line.startswith("|"))]
         old_rows = [line for line in lines if line.startswith("| ")][1:]  # [0] is the header
         note = (f"Rows of {', '.join(models)} measured by `--models {' '.join(models)}` on {machine} "
                 f"Batch 1 over {calls_1} calls, batch 16 over {calls_16} call(s).")
