@@ -1,4 +1,4 @@
-"""SatVision-TOA: a 3-billion-parameter SwinV2 (SimMIM) for 14-band MODIS top-of-atmosphere data.
+"""SatVision-TOA: a SwinV2 of 2.6 billion parameters (SimMIM) for 14-band MODIS top-of-atmosphere data.
 
 Spradlin C.S., Caraballo-Vega J.A., Li J., Carroll M.L., Gong J., Montesano P.M.,
 "SatVision-TOA: A Geospatial Foundation Model for Coarse-Resolution All-Sky Remote Sensing
@@ -93,7 +93,7 @@ class SatVisionEmbedder(ZooEmbedder):
             "band_order": "authors' Table 1 (pytorch-caney idx_to_band), not rs-embed's",
             "source": "pytorch-caney transforms/modis_toa_scale.py MinMaxEmissiveScaleReflectance"}
         return self.description(normalisation, f"SatVision-TOA giant (Spradlin et al. 2024), SwinV2 SimMIM, "
-                                f"~3B parameters; {self.token_semantics}", citation=CITATION)
+                                f"2.6B parameters; {self.token_semantics}", citation=CITATION)
 
     def checkpoint(self) -> tuple[ResolvedWeights, dict[str, torch.Tensor]]:
         resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir, self.runtime.cache_dir)
