@@ -156,7 +156,8 @@ def render(rows: list[dict], meta: dict, args, info) -> str:
             f"| {r['default_recall']:.3f} | {r['default_fill']:.2f} | {r['numpy_p50']:.1f} "
             f"| {r['ours_p50'] / r['default_p50']:.2f}x | {r['ours_p50'] / r['numpy_p50']:.2f}x |")
     lines += ["", "Ratios are latency ratios (below 1: ours is faster). numpy holds the whole matrix and the "
-              "filter's boolean mask in RAM (nonzero + matmul + argpartition); the LanceDB default is `table.search(v).metric('cosine').where(f).limit(10)` "
+              "filter's boolean mask in RAM (nonzero + matmul + argpartition); the LanceDB default is "
+              "`table.search(v).metric('cosine').where(f).limit(10)` "
               "(prefilter, default nprobes, no refine) selecting the columns our results read.", END]
     return "\n".join(lines)
 

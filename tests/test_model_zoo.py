@@ -18,6 +18,7 @@ for _module in ("timm", "open_clip", "torchgeo", "terratorch", "huggingface_hub"
 # models undo it (models.zoo.import_keeping_torch_settings), so must this import.
 torch.set_float32_matmul_precision(_precision)
 
+torch.set_float32_matmul_precision("highest")  # importing terratorch set "medium" (bf16 CPU matmuls)
 from rsembed_db.errors import MissingWeights  # noqa: E402
 from rsembed_db.models import clay, dofa, prithvi, remoteclip, satmae, scalemae  # noqa: E402
 from rsembed_db.models.base import InputPrep  # noqa: E402

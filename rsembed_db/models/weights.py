@@ -117,16 +117,19 @@ def _from_hub(source: WeightSource, cache_dir: str | None) -> tuple[Path | None,
         return None, f"download failed: {type(exc).__name__}"
 
 
-def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of a torch checkpoint, unwrapped from ``state_dict`` / ``model`` nesting.
+def load_state_dict(path: Path, allow_pickle: bool = False, nested: tuple[str, ...] = NESTED,
+                    safe_types: tuple[type, ...] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of a torch checkpoint, unwrapped from ``nested`` keys (``state_dict`` / ``model``).
 
-    Read with ``weights_only=True``. A checkpoint that also pickles other objects
-    (Lightning hyper-parameters) is read in full only with ``allow_pickle``, which callers
-    set for files downloaded from the published repository, never for a local folder
-    (unpickling runs code).
+    Read with ``weights_only=True`` (plus ``safe_types``: plain classes a published file is
+    known to pickle, such as ``argparse.Namespace``). A checkpoint that also pickles other
+    objects (Lightning hyper-parameters) is read in full only with ``allow_pickle``, which
+    callers set for files downloaded from the published repository, never for a local
+    folder (unpickling runs code).
     """
     try:
-        payload: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(safe_types)):
+            payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not allow_pickle:
             raise SpecError("weights", f"{path} holds pickled objects besides tensors and is not "
@@ -134,7 +137,7 @@ def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
                             "alone (torch.save(checkpoint['state_dict'], path)) or let it be fetched "
                             "from the published repository") from exc
         payload = torch.load(path, map_location="cpu", weights_only=False)
-    for key in NESTED:
+    for key in nested:
         if isinstance(payload, Mapping) and isinstance(payload.get(key), Mapping):
             payload = payload[key]
     if not isinstance(payload, Mapping) or not all(torch.is_tensor(v) for v in payload.values()):

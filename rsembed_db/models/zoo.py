@@ -164,6 +164,7 @@ class ZooEmbedder(Embedder):
         require_choice("precision", common["precision"], tuple(PRECISIONS))
         variant = config.pop("variant", self.default_variant)
         require_choice("variant", variant, tuple(self.variants))
+        self.config = {"variant": variant}  # resolve_config may read ``self.variant``
         super().__init__(variant=variant, **self.resolve_config(config))
         self.config["precision"] = common["precision"]
         revision = common["revision"] or self.published_weights().revision
@@ -261,26 +262,38 @@ class ZooEmbedder(Embedder):
     def description(self, normalisation: dict[str, Any], summary: str, **fields: Any) -> ModelDescription:
         """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
 
-        ``patch_size`` is the variant's, even where the output grid is coarser.
+        ``patch_size`` is ``self.patch_size`` (the variant's unless configured), even where
+        the output grid is coarser. The summary gains the output grid and the default sensor.
         """
-        fields = {"modalities": self.modalities, "citation": self.citation,
-                  "default_sensor": self.default_sensor().to_dict(), **fields}
+        sensor = self.default_sensor()
+        fields = {"modalities": self.modalities, "citation": self.citation, "default_sensor": sensor.to_dict(),
+                  **fields}
+        h, w = self.grid
+        summary = (f"{summary}. Grid {h} x {w} per {self.image_size} px model input; default sensor "
+                   f"{sensor.collection} at {sensor.scale_m:g} m ({sensor.composite})")
         return ModelDescription(
             name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
-            image_size=self.image_size, patch_size=self.variant.patch_size, normalisation=normalisation,
+            image_size=self.image_size, patch_size=self.patch_size, normalisation=normalisation,
             weights=self.weights.describe(), licence=self.weights.licence, summary=summary,
             config=dict(self.config), **fields)
+
+    def checkpoint(self) -> tuple[ResolvedWeights, dict[str, torch.Tensor]]:
+        """The local checkpoint file and its tensors (``models.weights``); read before ``build``.
+
+        Models whose published file wraps its tensors differently, or comes with a
+        config file the architecture is built from, override this.
+        """
+        resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir, self.runtime.cache_dir)
+        return resolved, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface")
 
     def model(self) -> torch.nn.Module:
         """The model with its pretrained weights, on the device, in eval mode (loaded once)."""
         with self._load_lock:
             if self._model is None:
                 require_zoo(self.name, self.requires)
-                resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir,
-                                           self.runtime.cache_dir)
+                resolved, state = self.checkpoint()
                 module = self.build()
-                self.load(module, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface"),
-                          resolved.path)
+                self.load(module, state, resolved.path)
                 self._model, self._weights = module.to(self.runtime.device).eval(), resolved
             return self._model
 
