@@ -24,6 +24,7 @@ from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.models.base import FeatureMap, ModelDescription
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.products.base import ProductProducer, check_roi_size
+from rsembed_db.producers.products.zonal import NOT_FINITE
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.gse_cog import BANDS, GseCogSource
 from rsembed_db.sources.gse_earthengine import COLLECTION, GseEarthEngineSource
@@ -103,6 +104,8 @@ class GseProducer(ProductProducer):
                 values, used = source.read(grid, request.temporal)
             features = FeatureMap(values, ~np.isnan(values).any(axis=0), grid.transform, grid.crs)
             vector = pool(features, grid, request.output.pooling)
+            if not np.isfinite(vector).all():
+                raise TileFailure(NOT_FINITE)
         except SpecError:
             raise
         except TileFailure as exc:

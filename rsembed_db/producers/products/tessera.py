@@ -42,6 +42,8 @@ class TesseraProducer(TiledProduct):
     years = YEARS
     options = {"dir": "RSEMBED_TESSERA_DIR", "url": "RSEMBED_TESSERA_URL", "version": "",
                "verify_local": ""}
+    flagged_as = "refused for an invalid scale (not finite, <= 0 or >= 1: a published sentinel)"
+    flagged_meta = "pixels_invalid_scale"
 
     def __init__(self, **config) -> None:
         super().__init__(**config)
@@ -98,7 +100,7 @@ class TesseraProducer(TiledProduct):
         owned = np.zeros(tile.shape, dtype=bool)
         owned.ravel()[flat] = True
         return key.name, PixelGrid(tile.crs, tile.transform, tile.shape, DIM, tile.valid() & owned,
-                                   owned, tile.values)
+                                   owned, tile.values, tile.flagged() & owned)
 
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
         chip = chip_grid_for(request.spatial, SCALE_M)

@@ -9,12 +9,10 @@ is neither local nor downloadable is a configuration problem, reported once for 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from affine import Affine
 
 from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.sources.download import DownloadError, OfflineError, download, sha256_file
@@ -25,44 +23,9 @@ from rsembed_db.sources.tessera.layout import (
     TileId,
 )
 from rsembed_db.sources.tessera.registry import TesseraRegistry
+from rsembed_db.sources.tessera.tile import TesseraTile
 
 MAX_LISTED = 5
-
-
-@dataclass
-class TesseraTile:
-    """One tile: int8 (H, W, 128) embeddings, float32 scales, land mask, UTM grid."""
-
-    tile: TileId
-    quantised: np.ndarray
-    scales: np.ndarray
-    land: np.ndarray
-    crs: str
-    transform: Affine
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.quantised.shape[:2]
-
-    def dequantise(self) -> np.ndarray:
-        """(H, W, 128) float32: int8 value times its pixel's (or channel's) scale."""
-        return self.quantised.astype(np.float32) * self._scales3d()
-
-    def values(self, flat: np.ndarray) -> np.ndarray:
-        """(n, 128) float32 dequantised embeddings of pixels at flat (row-major) indices."""
-        h, w = self.shape
-        rows = self.quantised.reshape(h * w, DIM)[flat].astype(np.float32)
-        rows *= self._scales3d().reshape(h * w, -1)[flat]
-        return rows
-
-    def valid(self) -> np.ndarray:
-        """(H, W) pixels holding an embedding: land, with a finite non-zero scale."""
-        s = self._scales3d()
-        ok = np.isfinite(s).all(axis=2) & (s != 0).any(axis=2)
-        return ok & self.land
-
-    def _scales3d(self) -> np.ndarray:
-        return self.scales[..., None] if self.scales.ndim == 2 else self.scales
 
 
 class TesseraTiles:
