@@ -36,7 +36,7 @@ from affine import Affine
 
 from rsembed_db.sources.download import sha256_file
 from rsembed_db.sources.tessera import layout
-from rsembed_db.sources.tessera.datasets import Dataset, write_sidecar
+from rsembed_db.sources.tessera.datasets import Dataset
 from rsembed_db.sources.tessera.layout import DIM, LANDMASKS_REGISTRY_FILE, REGISTRY_FILE, TileId
 from rsembed_db.specs.spatial import WGS84, reproject_geometry, transformer, utm_crs_for
 

@@ -83,15 +83,15 @@ class TesseraTiles:
         self.bytes_read = 0
         self._lock = threading.Lock()
         self._index: TileIndex | None = None
+        self._local_layout = "legacy"
         self._index_error: str | None = None
 
     @property
     def layout(self) -> str:
-        """``legacy`` or ``npy``: the mirror's layout, else that of the local index."""
+        """``legacy`` or ``npy``: the mirror's layout, else that of the local files read last."""
         if self._remote is not None:
             return self._remote.layout
-        index = self._index
-        return "npy" if index is not None and index.kind == "manifest" else "legacy"
+        return self._remote_layout if self._remote_layout != "auto" else self._local_layout
 
     @property
     def remote(self) -> Remote | None:
@@ -187,8 +187,9 @@ class TesseraTiles:
         landmask = next((m for m in masks if m.is_file()), None)
         if landmask is None:
             return None
-        for npy, scales in pairs:
+        for k, (npy, scales) in enumerate(pairs):
             if (self.root / npy).is_file() and (self.root / scales).is_file():
+                self._local_layout = "npy" if k == 2 else "legacy"
                 return self.root / npy, self.root / scales, landmask
         return None
 

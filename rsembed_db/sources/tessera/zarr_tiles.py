@@ -142,5 +142,5 @@ class ZarrTiles:
         with self._lock:
             self.reads += 1
         quantised = np.ascontiguousarray(values.transpose(1, 2, 0))
-        transform = zone.transform * Affine.translation(c0, r0)
+        transform = zone.transform @ Affine.translation(c0, r0)
         return TesseraTile(tile, quantised, scales, np.isfinite(scales), zone.crs, transform)
