@@ -24,6 +24,7 @@ from tests.products.tessera_helpers import YEAR, brute_mean, make_layouts
 T = TemporalSpec.year(YEAR)
 ZONES = [TileId(119, 524), TileId(120, 524)]  # 11.9-12.0 E (UTM 32) | 12.0-12.1 E (UTM 33)
 WEST = [TileId(-1, 514), TileId(0, 514)]  # -0.1-0 E (UTM 30) | 0-0.1 E (UTM 31), 51.4-51.5 N
+SOUTH = [TileId(119, -300), TileId(120, -300)]  # 30 S: EPSG:32732 | 32733 (negative northings in the store)
 CAMBRIDGE = Dataset("v1.1", "cambridge")
 
 
@@ -47,7 +48,7 @@ def in_bbox(box):
     return lambda lon, lat: (lon >= box.minlon) & (lon <= box.maxlon) & (lat >= box.minlat) & (lat <= box.maxlat)
 
 
-@pytest.mark.parametrize("tiles", [ZONES, WEST], ids=["utm32-33", "west-of-0"])
+@pytest.mark.parametrize("tiles", [ZONES, WEST, SOUTH], ids=["utm32-33", "west-of-0", "south"])
 def test_three_layouts_pool_identically(tmp_path, tiles):
     data, paths = make_layouts(tmp_path, tiles)
     crs = {t.crs for t in data.values()}
