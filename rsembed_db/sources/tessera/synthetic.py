@@ -72,7 +72,7 @@ def canonical(crs: str, transform: Affine) -> tuple[str, Affine]:
     geotessera's Zarr stores hold southern tiles."""
     code = int(crs.split(":")[1]) if crs.upper().startswith("EPSG:") else 0
     if 32701 <= code <= 32760:
-        return f"EPSG:{code - 100}", Affine.translation(0, -SOUTH_OFFSET_M) * transform
+        return f"EPSG:{code - 100}", Affine.translation(0, -SOUTH_OFFSET_M) @ transform
     return crs, transform
 
 
