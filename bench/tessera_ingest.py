@@ -135,11 +135,11 @@ def report(tables: list[list[str]], workers: int, repeats: int, load: float) -> 
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other sections are kept)."""
+def write_section(text: str, section: str = SECTION) -> None:
+    """Replace a benchmark's section of RESULTS.md (other sections are kept)."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
+    if section in old:
+        head, rest = old.split(section, 1)
         tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
         new = head + text + tail
     else:

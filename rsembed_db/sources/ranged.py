@@ -58,7 +58,7 @@ class Files(ABC):
     def exists(self, path: str) -> bool:
         """Whether the file exists (an unreachable server raises OfflineError)."""
 
-    def read_ranges(self, path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+    def read_ranges(self, path: str, ranges: list[tuple[int, int]]) -> list[bytes | memoryview]:
         """Bytes of each (start, length), nearby ranges fetched together."""
         order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
         out: list[bytes] = [b""] * len(ranges)
@@ -70,7 +70,7 @@ class Files(ABC):
             while j < len(order) and ranges[order[j]][0] - end <= MERGE_GAP:
                 end = max(end, ranges[order[j]][0] + ranges[order[j]][1])
                 j += 1
-            block = self.read_range(path, first, end - first)
+            block = memoryview(self.read_range(path, first, end - first))  # slices without copies
             for i in order[k:j]:
                 start, length = ranges[i]
                 out[i] = block[start - first:start - first + length]

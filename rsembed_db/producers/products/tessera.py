@@ -106,8 +106,8 @@ class TesseraProducer(TiledProduct):
     def unpublished(self, keys: list[TileId], year: int) -> dict[TileId, str]:
         return self.tiles.unpublished(keys, year)
 
-    def open_tile(self, key: TileId, year: int) -> tuple[str, PixelGrid]:
-        tile = self.tiles.read(key, year)
+    def open_tile(self, key: TileId, year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
+        tile = self.tiles.read(key, year, tuple(bounds.tolist()))
         box = shapely.segmentize(shapely.box(*key.bounds), _BOX_SEGMENT_DEG)
         flat, _ = polygon_pixels(np.array([reproject_geometry(box, WGS84, tile.crs)]),
                                  tile.transform, tile.shape)

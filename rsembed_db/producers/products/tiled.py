@@ -58,8 +58,10 @@ class TiledProduct(ProductProducer):
         return {}
 
     @abstractmethod
-    def open_tile(self, key: Hashable, year: int) -> tuple[str, PixelGrid]:
-        """The tile's name and pixels; TileFailure when it cannot be read."""
+    def open_tile(self, key: Hashable, year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
+        """The tile's name and pixels; TileFailure when it cannot be read. ``bounds`` (minlon,
+        minlat, maxlon, maxlat) covers the tile's ROIs: a product that can read part of a tile
+        may read only that part."""
 
     @abstractmethod
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
@@ -139,7 +141,9 @@ class _YearRun:
 
     def _pool_tile(self, key: Hashable, idx: np.ndarray) -> _TileResult:
         try:
-            name, grid = self.product.open_tile(key, self.year)
+            b = self.rois.lonlat_bounds[idx]
+            bounds = np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
+            name, grid = self.product.open_tile(key, self.year, bounds)
         except SpecError:
             raise
         except TileFailure as exc:

@@ -138,7 +138,7 @@ class TesseraTiles:
         south = min(t.bounds[1] for t in tiles)
         east = max(t.bounds[2] for t in tiles)
         north = max(t.bounds[3] for t in tiles)
-        dataset = f"--dataset-version {self.dataset.version.removeprefix('v')} --variant {self.dataset.variant} "
+        dataset = f"--dataset-version {self.dataset.version} --dataset-variant {self.dataset.variant} "
         return SpecError(
             "tessera.dir",
             f"{len(tiles)} Tessera tile(s) for {year} are not in {self.root} and cannot be "
@@ -149,8 +149,8 @@ class TesseraTiles:
             "--config url=... (RSEMBED_TESSERA_URL) at a reachable mirror")
 
     # reading ------------------------------------------------------------------
-    def read(self, tile: TileId, year: int) -> TesseraTile:
-        """Load (downloading first when needed) and check one tile."""
+    def read(self, tile: TileId, year: int, bounds: tuple[float, float, float, float] | None = None) -> TesseraTile:
+        """Load (downloading first when needed) and check one tile (whole: ``bounds`` is not used)."""
         files = self._local_files(tile, year) or self._download(tile, year)
         if self.verify_local:
             self._verify(tile, year, files)

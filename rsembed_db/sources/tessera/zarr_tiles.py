@@ -54,9 +54,18 @@ class _Zone:
         self.shape = scales.shape[1:]
         self.years = [_year(v) for v in time.read((slice(None),)).tolist()]
 
-    def window(self, tile: TileId) -> tuple[int, int, int, int] | None:
-        """Rows / cols (half-open) covering the tile's box, one pixel of margin, clipped."""
-        box = reproject_geometry(shapely.segmentize(shapely.box(*tile.bounds), _BOX_SEGMENT_DEG), WGS84, self.crs)
+    def window(self, tile: TileId, bounds: tuple[float, float, float, float] | None = None
+               ) -> tuple[int, int, int, int] | None:
+        """Rows / cols (half-open) covering the tile's box (cut to the lon/lat ``bounds``), one
+        pixel of margin, clipped to the grid; None when empty."""
+        west, south, east, north = tile.bounds
+        if bounds is not None:
+            west, south = max(west, bounds[0]), max(south, bounds[1])
+            east, north = min(east, bounds[2]), min(north, bounds[3])
+            if west > east or south > north:
+                return None
+        box = shapely.box(west, south, max(east, west + 1e-9), max(north, south + 1e-9))
+        box = reproject_geometry(shapely.segmentize(box, _BOX_SEGMENT_DEG), WGS84, self.crs)
         minx, miny, maxx, maxy = box.bounds
         t = self.transform
         c0, c1 = math.floor((minx - t.c) / t.a) - 1, math.ceil((maxx - t.c) / t.a) + 1
@@ -122,9 +131,10 @@ class ZarrTiles:
                 out[tile] = f"no Tessera data for {tile.name}: outside the utm{tile.zone:02d} grid of the store"
         return out
 
-    def read(self, tile: TileId, year: int) -> TesseraTile:
+    def read(self, tile: TileId, year: int, bounds: tuple[float, float, float, float] | None = None) -> TesseraTile:
+        """The tile's pixels, only the part within the lon/lat ``bounds`` when given."""
         zone = self.zone(tile.zone)
-        window = zone.window(tile) if zone is not None and year in zone.years else None
+        window = zone.window(tile, bounds) if zone is not None and year in zone.years else None
         if window is None:
             raise TileFailure(f"no Tessera data for {tile.name} in {year} in the store")
         t = zone.years.index(year)
@@ -136,11 +146,11 @@ class ZarrTiles:
             def wanted(lo, hi):
                 return bool(valid[lo[2] - r0:hi[2] - r0, lo[3] - c0:hi[3] - c0].any())
 
-            values = zone.embeddings.read((t, slice(None), slice(r0, r1), slice(c0, c1)), wanted=wanted)
+            quantised = zone.embeddings.read((t, slice(None), slice(r0, r1), slice(c0, c1)), wanted=wanted,
+                                             axes=(0, 2, 3, 1))  # (H, W, 128), as the NPY tiles
         except (ZarrFormatError, DownloadError) as exc:
             raise TileFailure(f"{tile.name}: {exc}") from None
         with self._lock:
             self.reads += 1
-        quantised = np.ascontiguousarray(values.transpose(1, 2, 0))
         transform = zone.transform @ Affine.translation(c0, r0)
         return TesseraTile(tile, quantised, scales, np.isfinite(scales), zone.crs, transform)
