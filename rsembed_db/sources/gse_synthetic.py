@@ -41,8 +41,10 @@ def index_rows(files: list[tuple[str, int, str, tuple[float, float, float, float
     return rows
 
 
-def global_index_rows(years: list[int], per_year: int = 33_600, seed: int = 0) -> dict[str, list]:
-    """A realistic-size index: ``per_year`` files a year over all 120 zone-hemispheres."""
+def global_index_rows(years: list[int], per_year: int = 33_600, seed: int = 0,
+                      covered: tuple[float, float, float, float] | None = None) -> dict[str, list]:
+    """A realistic-size index: ``per_year`` files a year over all 120 zone-hemispheres, always
+    including the files whose centre lies in the lon/lat box ``covered``."""
     crs_list, xs, ys = [], [], []
     for zone in range(1, 61):
         for south in (False, True):
@@ -53,12 +55,20 @@ def global_index_rows(years: list[int], per_year: int = 33_600, seed: int = 0) -
             xs.append(e.ravel())
             ys.append(n.ravel())
     codes, x, y = np.array(crs_list), np.concatenate(xs), np.concatenate(ys)
+    forced = np.zeros(len(codes), bool)
+    if covered is not None:
+        for code in np.unique(codes).tolist():
+            sel = np.flatnonzero(codes == code)
+            lon, lat = transformer(f"EPSG:{code}", WGS84).transform(x[sel] + FILE_M / 2, y[sel] + FILE_M / 2)
+            forced[sel] = (lon >= covered[0]) & (lon <= covered[2]) & (lat >= covered[1]) & (lat <= covered[3])
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {k: [] for k in ("WKT", "crs", "year", "utm_zone", "utm_west", "utm_south", "utm_east",
                                              "utm_north", "wgs84_west", "wgs84_south", "wgs84_east",
                                              "wgs84_north", "path")}
     for year in years:
-        pick = np.sort(rng.choice(len(codes), size=min(per_year, len(codes)), replace=False))
+        others = np.flatnonzero(~forced)
+        extra = rng.choice(others, size=max(min(per_year, len(codes)) - int(forced.sum()), 0), replace=False)
+        pick = np.sort(np.r_[np.flatnonzero(forced), extra])
         for code in np.unique(codes[pick]).tolist():
             sel = pick[codes[pick] == code]
             w, s, e, n = x[sel], y[sel], x[sel] + FILE_M, y[sel] + FILE_M
