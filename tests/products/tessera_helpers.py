@@ -67,7 +67,7 @@ def make_layouts(root: Path, tiles: list[TileId], year: int = YEAR, pixel_m: flo
         write_mirror_tile(root / "mirror", tile, dataset)
     write_manifest(root / "mirror", dataset, [(t, year) for t in tiles])
     store = root / "mirror" / "zarr" / dataset.zarr_dir
-    write_zarr_store(store, data.values(), shard=ZARR_SHARD, inner=ZARR_INNER, cname="lz4")
+    write_zarr_store(store, data.values(), shard=ZARR_SHARD, inner=ZARR_INNER)
     return data, {"legacy": root / "legacy", "mirror": root / "mirror", "zarr": store}
 
 
