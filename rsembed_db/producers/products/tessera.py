@@ -114,7 +114,7 @@ class TesseraProducer(TiledProduct):
         owned = np.zeros(tile.shape, dtype=bool)
         owned.ravel()[flat] = True
         return key.name, PixelGrid(tile.crs, tile.transform, tile.shape, DIM, tile.valid() & owned,
-                                   owned, tile.values, tile.flagged() & owned)
+                                   owned, tile.values, tile.flagged() & owned, tile.factors())
 
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
         chip = chip_grid_for(request.spatial, SCALE_M)

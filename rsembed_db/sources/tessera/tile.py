@@ -63,5 +63,12 @@ class TesseraTile:
         rows *= self._scales3d().reshape(h * w, -1)[flat]
         return rows
 
+    def factors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """((H*W, 128) int8, (H*W,) float32 scale): ``values`` factorised; None for 3-D scales."""
+        if self.scales.ndim != 2:
+            return None
+        h, w = self.shape
+        return self.quantised.reshape(h * w, DIM), self.scales.reshape(h * w)
+
     def _scales3d(self) -> np.ndarray:
         return self.scales[..., None] if self.scales.ndim == 2 else self.scales

@@ -155,7 +155,7 @@ class TesseraTiles:
         if self.verify_local:
             self._verify(tile, year, files)
         npy, scales_path, landmask = files
-        quantised = np.load(npy)
+        quantised = np.load(npy, mmap_mode="r")  # mapped: pages are read as pixels are used, never copied
         scales = np.load(scales_path)
         with rasterio.open(landmask) as src:
             land = src.read(1) > 0
