@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 from rsembed_db.api import describe_model, get_embedding
-from rsembed_db.errors import SpecError
+from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.producers.catalog import make_producer
 from rsembed_db.sources.tessera.datasets import SIDECAR, Dataset, write_sidecar
 from rsembed_db.sources.tessera.layout import TileId
@@ -226,3 +226,16 @@ def test_dataset_in_keys_and_description():
     out = json.loads(run_cli("describe", "tessera", "--config", "version=1.1", "--config", "variant=cambridge").stdout)
     assert (out["config"]["version"], out["config"]["variant"]) == ("v1.1", "cambridge")
     assert out["config"]["key"] == {"version": "v1.1", "variant": "cambridge"}
+
+
+def test_verify_local_checks_sizes_against_the_manifest(tmp_path):
+    from rsembed_db.sources.tessera.datasets import DEFAULT
+    from rsembed_db.sources.tessera.synthetic import write_manifest
+
+    _, paths = make_layouts(tmp_path, ZONES[:1])
+    config = {"dir": str(paths["mirror"]), "url": "none", "layout": "npy", "verify_local": "true"}
+    point = PointBuffer(11.95, 52.45, 300)
+    assert get_embedding("tessera", spatial=point, temporal=T, model_config=config).meta["pixels"] > 0
+    write_manifest(paths["mirror"], DEFAULT, [(ZONES[0], YEAR)], wrong_size=ZONES[:1])
+    with pytest.raises(TileFailure, match=r"size of .*grid_11\.95_52\.45\.npy \(\d+ bytes\) does not match the manifest"):
+        get_embedding("tessera", spatial=point, temporal=T, model_config=config)
