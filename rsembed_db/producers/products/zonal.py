@@ -22,7 +22,7 @@ from affine import Affine
 from rsembed_db.producers.products.scanline import polygon_pixels
 
 CHUNK_PIXELS = 2048  # pixels per reduction step: (2048, D) float32 stays in cache
-BLOCK_PIXELS = 16384  # pixels per weighted-sum product: (16384, D) float32 is 8 MiB at D = 128
+BLOCK_PIXELS = 2048  # pixels per weighted-sum product: (2048, D) float32, 1 MiB at D = 128
 FACTORISED = True  # weighted sums of int8 x per-pixel weight by products (False: the per-pixel path; benchmarks)
 NO_PIXEL = "no pixel of the product covers the ROI"
 SMALL_NO_DATA = "the ROI is smaller than a pixel and its pixel holds no data (open water / no-data)"
@@ -160,20 +160,23 @@ def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, 
                    total: np.ndarray) -> None:
     """``total[r] += sum of weight[p] * quantised[p]`` over each ROI's pixels (``owner`` sorted).
 
-    Per ROI: its int8 rows are gathered and converted to float32 once, and the weighted sum
-    is one (n) @ (n x dim) product (BLAS gemv, float32) with the weights applied inside it;
-    ROIs are merged in float64. The per-ROI loop keeps every product single-threaded and
-    small enough for the cache (a multi-threaded BLAS called from several tile threads on
-    a busy machine was 40x slower, measured).
+    Per ROI, in blocks of at most BLOCK_PIXELS: the int8 rows are converted to float32 once
+    (into one reused buffer) and the weighted sum is one (n) @ (n x dim) product (BLAS gemv,
+    float32) with the weights applied inside it; blocks and tiles are merged in float64.
+    Small blocks keep each product single-threaded and in cache: OpenBLAS threads a larger
+    gemv, which was 20-40x slower when several tile threads share two busy cores (measured).
     """
     if not len(flat):
         return
+    buffer = np.empty((BLOCK_PIXELS, quantised.shape[1]), np.float32)
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     ends = np.r_[starts[1:], len(owner)]
     for a, b in zip(starts.tolist(), ends.tolist()):
         for c in range(a, b, BLOCK_PIXELS):
             pix = flat[c:min(c + BLOCK_PIXELS, b)]
-            total[owner[a]] += weight[pix] @ quantised[pix].astype(np.float32)
+            rows = buffer[:len(pix)]
+            np.copyto(rows, quantised[pix], casting="unsafe")
+            total[owner[a]] += weight[pix] @ rows
 
 
 def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:
