@@ -136,7 +136,7 @@ def memory_bandwidth() -> float:
 def report(tables: list[list[str]], workers: int, repeats: int, load: float, load_after: float = float("nan"),
            bandwidth: float = float("nan")) -> str:
     lines = [SECTION, "",
-             f"Command: `.venv/bin/python bench/tessera_ingest.py` (under a minute). Tiles in the "
+             f"Command: `.venv/bin/python -m bench.tessera_ingest` (a few minutes). Tiles in the "
              f"published layout, deterministic values; the area crosses the UTM 32/33 boundary "
              f"at 12 E. {workers} tile threads, best of {repeats} runs per row, "
              f"{os.cpu_count()} CPUs, Python {platform.python_version()}; 1-minute load average "
