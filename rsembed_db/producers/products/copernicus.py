@@ -71,7 +71,7 @@ class CopernicusProducer(TiledProduct):
                     blocks.setdefault((bi, bj), []).append(i)
         return {key: np.array(blocks[key]) for key in sorted(blocks)}
 
-    def open_tile(self, key: tuple[int, int], year: int) -> tuple[str, PixelGrid]:
+    def open_tile(self, key: tuple[int, int], year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
         info = self.file.info()
         bi, bj = key
         rows = (bi * BLOCK, min((bi + 1) * BLOCK, info.shape[0]))

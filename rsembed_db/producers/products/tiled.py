@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -44,6 +45,9 @@ class _TileResult:
 class TiledProduct(ProductProducer):
     """Subclasses say which tiles cover what, and how to open one."""
 
+    flagged_as: ClassVar[str] = "refused by the validity rule"  # PixelGrid.flagged, in reasons
+    flagged_meta: ClassVar[str | None] = None  # meta key counting flagged pixels (None: not recorded)
+
     @abstractmethod
     def tiles_for(self, bounds: np.ndarray, year: int) -> dict[Hashable, np.ndarray]:
         """Tile key -> indices of the ROIs (given their (n, 4) lon/lat bounds) it may cover,
@@ -54,8 +58,10 @@ class TiledProduct(ProductProducer):
         return {}
 
     @abstractmethod
-    def open_tile(self, key: Hashable, year: int) -> tuple[str, PixelGrid]:
-        """The tile's name and pixels; TileFailure when it cannot be read."""
+    def open_tile(self, key: Hashable, year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
+        """The tile's name and pixels; TileFailure when it cannot be read. ``bounds`` (minlon,
+        minlat, maxlon, maxlat) covers the tile's ROIs: a product that can read part of a tile
+        may read only that part."""
 
     @abstractmethod
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
@@ -109,7 +115,7 @@ class _YearRun:
             self.spanning[how] = Pooled.empty(how, len(rois), self.product.dim)
         uncovered = np.flatnonzero(self.pending == 0)
         if len(uncovered):
-            yield [self._record(i, None, NO_PIXEL, 0, False, []) for i in uncovered.tolist()]
+            yield [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in uncovered.tolist()]
         absent = self.product.unpublished(list(tiles), self.year)
         queue: deque[Future] = deque()
         keys = iter(tiles.items())
@@ -135,7 +141,9 @@ class _YearRun:
 
     def _pool_tile(self, key: Hashable, idx: np.ndarray) -> _TileResult:
         try:
-            name, grid = self.product.open_tile(key, self.year)
+            b = self.rois.lonlat_bounds[idx]
+            bounds = np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
+            name, grid = self.product.open_tile(key, self.year, bounds)
         except SpecError:
             raise
         except TileFailure as exc:
@@ -166,7 +174,7 @@ class _YearRun:
             for i in idx.tolist():
                 bucket.setdefault(i, []).append(message)
             lone = idx[(self.pending[idx] == 0) & (self.slots[idx] < 0)]
-            records += [self._record(i, None, NO_PIXEL, 0, False, []) for i in lone.tolist()]
+            records += [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in lone.tolist()]
         for i, piece in result.pieces.items():
             if i in self.mosaics:
                 fill(self.mosaics[i], piece)
@@ -190,13 +198,16 @@ class _YearRun:
         return records
 
     def _records(self, rois: np.ndarray, pooled: Pooled, tile: str | None) -> list[Record]:
-        vectors, reasons, used, small = pooled.results()
-        return [self._record(i, vectors[k], reasons[k], int(used[k]), bool(small[k]),
-                             [tile] if tile is not None else self.sources.pop(i, []))
+        vectors, reasons, used, small = pooled.results(self.product.flagged_as)
+        excluded = np.where(small, 0, pooled.pixels - pooled.count)
+        flagged = np.where(small, 0, pooled.flagged)
+        return [self._record(i, vectors[k], reasons[k], (int(used[k]), int(excluded[k]), int(flagged[k])),
+                             bool(small[k]), [tile] if tile is not None else self.sources.pop(i, []))
                 for k, i in enumerate(rois.tolist())]
 
-    def _record(self, i: int, vector: np.ndarray | None, reason: str | None, used: int,
+    def _record(self, i: int, vector: np.ndarray | None, reason: str | None, counts: tuple[int, int, int],
                 small: bool, sources: list[str]) -> Record:
+        """``counts``: pixels pooled, pixels inside the ROI left out, and those of them flagged."""
         request = self.rois.requests[i]
         tid = tile_id(request.spatial)
         errors, notes = self.errors.pop(i, None), self.notes.pop(i, None)
@@ -209,6 +220,9 @@ class _YearRun:
         if i in self.targets:
             target = self.targets[i]
             grid = to_dataarray(target.features(target.empty(len(vector)) if mosaic is None else mosaic))
+        used, excluded, flagged = counts
         extra = {"roi_smaller_than_pixel": True} if small else {}
-        meta = self.product.meta(request, tiles=sources, pixels=used, **extra)
+        if self.product.flagged_meta:
+            extra[self.product.flagged_meta] = flagged
+        meta = self.product.meta(request, tiles=sources, pixels=used, pixels_excluded=excluded, **extra)
         return EmbeddingRecord(request, tid, vector, grid, meta)
