@@ -34,9 +34,10 @@ def inspect_gee_patch(*, spatial: SpatialSpec, temporal: TemporalSpec, model: st
     """Fetch the patch a model (or a bare ``sensor``) would receive and report on it.
 
     With ``model`` the model's input contract applies: its default sensor patched by
-    ``sensor``/``fetch``, its bands and scale, the same chip grid. ``out_dir`` saves
+    ``sensor``/``fetch``, its bands and scale, its frame count, the same chip grid. ``out_dir`` saves
     ``<name>.png`` (RGB quicklook) and ``<name>.json`` (the report); ``return_array``
-    adds the (C, H, W) data and (H, W) valid mask under ``"array"`` / ``"valid"``.
+    adds the (C, H, W) data ((T, C, H, W) for multi-frame models) and (H, W) valid mask
+    under ``"array"`` / ``"valid"``.
     """
     description = None
     if model is not None:
@@ -52,7 +53,7 @@ def inspect_gee_patch(*, spatial: SpatialSpec, temporal: TemporalSpec, model: st
         sensor = resolve_sensor(sensor, None, fetch)
     counted = make_source(source, imagery, imagery_date)
     grid = chip_grid_for(spatial, sensor.scale_m)
-    chip = counted.fetch(grid, temporal, sensor)
+    chip = counted.fetch(grid, temporal, sensor, frames=description.frames if description is not None else 1)
     report = chip_report(chip, sensor, value_range)
     report.update(source=counted.name, sensor=sensor.to_dict(), temporal=temporal.to_dict(),
                   spatial=spatial.to_dict(), meta=chip.meta)
