@@ -38,13 +38,15 @@ SCENES = {"20170110": 0, "20170216": 100, "20170320": 200, "20170805": 300}
 HALF = "20170805"
 
 
-def write_scene(folder: Path, day: str, offset: int) -> Path:
+def write_scene(folder: Path, day: str, offset: int, east_only: bool | None = None) -> Path:
+    """The real scene's WINDOW plus ``offset``, named for ``day``; valid on its eastern half
+    only when ``east_only`` (default: the HALF date)."""
     with rasterio.open(HAVELLAND) as src:
         data = src.read(window=WINDOW).astype(np.uint16) + np.uint16(offset)
         profile = {**src.profile, "width": WINDOW.width, "height": WINDOW.height,
                    "transform": src.window_transform(WINDOW), "nodata": 0}
         descriptions = src.descriptions
-    if day == HALF:
+    if day == HALF if east_only is None else east_only:
         data[:, :, : WINDOW.width // 2] = 0
     path = folder / f"S2A_MSIL1C_{day}T101031_havelland.tif"
     with rasterio.open(path, "w", **profile) as dst:
