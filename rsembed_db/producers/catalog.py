@@ -47,6 +47,7 @@ CATALOG: dict[str, Entry] = {
     "scalemae": _model("scalemae:ScaleMaeEmbedder"),
     "dofa": _model("dofa:DofaEmbedder"),
     "clay": _model("clay:ClayEmbedder"),
+    "galileo": _model("galileo:GalileoEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
