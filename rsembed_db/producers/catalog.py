@@ -48,6 +48,7 @@ CATALOG: dict[str, Entry] = {
     "dofa": _model("dofa:DofaEmbedder"),
     "clay": _model("clay:ClayEmbedder"),
     "galileo": _model("galileo:GalileoEmbedder"),
+    "anysat": _model("anysat:AnySatEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
