@@ -49,6 +49,7 @@ CATALOG: dict[str, Entry] = {
     "clay": _model("clay:ClayEmbedder"),
     "galileo": _model("galileo:GalileoEmbedder"),
     "anysat": _model("anysat:AnySatEmbedder"),
+    "agrifm": _model("agrifm:AgriFMEmbedder"),
     "tessera": _product("tessera:TesseraProducer"),
     "gse": _product("gse:GseProducer"),
     "copernicus": _product("copernicus:CopernicusProducer"),
