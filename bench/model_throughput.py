@@ -8,7 +8,12 @@ Each measurement times ``embed`` end to end (band selection, normalisation, inpu
 preparation, the forward pass) on chips of the native size, batch 1 and 16, after a
 one-chip warm-up call, over a fixed small number of calls (full-size ViTs are slow on 2 cores).
 On CUDA the same runs in fp32 and under bf16 / fp16 autocast. The table replaces the
-"Model zoo throughput" section of bench/RESULTS.md.
+"Model zoo throughput" section of bench/RESULTS.md; ``--models a,b`` runs a subset into its
+own section (include an already measured model as the same-run baseline).
+
+Multi-temporal models (galileo, anysat, agrifm, prithvi with ``num_frames``) get chips of
+their frame count, (T, C, S, S) with the frame meta a source provides; a "chip" is then
+one whole time series.
 """
 
 from __future__ import annotations
@@ -30,21 +35,31 @@ from shapely.geometry import box
 from rsembed_db.models.zoo import ZooEmbedder
 from rsembed_db.producers.catalog import get_embedder
 from rsembed_db.sources.base import Chip
+from rsembed_db.sources.frames import frame_bins
+from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.tiling.chip_grid import ChipGrid
 
 MODELS = [("remoteclip", {}), ("prithvi", {}), ("prithvi", {"variant": "600m_tl"}), ("satmae", {}),
-          ("scalemae", {}), ("dofa", {}), ("clay", {})]
+          ("scalemae", {}), ("dofa", {}), ("clay", {}), ("galileo", {}), ("anysat", {}),
+          ("agrifm", {"batch_size": 2})]  # 32 frames x 256 px: 16 at once need ~15 GB of window attention
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Model zoo throughput"
 
 
 def chips(embedder: ZooEmbedder, count: int) -> list[Chip]:
-    size, rng = embedder.image_size, np.random.default_rng(0)
+    """Chips of the model's native size; multi-temporal models get their frame count, with
+    the frame meta a source gives (bins of 2022, their midpoints as frame dates)."""
+    size, rng, frames = embedder.image_size, np.random.default_rng(0), embedder.describe().frames
     grid = ChipGrid("EPSG:32633", Affine(10, 0, 500000, 0, -10, 5800000), size, size,
                     box(500000, 5800000 - 10 * size, 500000 + 10 * size, 5800000))
-    return [Chip(rng.uniform(0, 4000, (len(embedder.bands), size, size)).astype(np.float32),
-                 np.ones((size, size), bool), embedder.bands, grid, {"input_time": "2022-06-15"})
-            for _ in range(count)]
+    meta: dict = {"input_time": "2022-06-15"}
+    shape: tuple[int, ...] = (len(embedder.bands), size, size)
+    if frames > 1:
+        bins = frame_bins(TemporalSpec.year(2022), frames)
+        meta.update(frame_bins=[[b.start, b.end] for b in bins], frame_dates=[b.midpoint.isoformat() for b in bins])
+        shape = (frames, *shape)
+    return [Chip(rng.uniform(0, 4000, shape).astype(np.float32), np.ones((size, size), bool), embedder.bands, grid,
+                 dict(meta)) for _ in range(count)]
 
 
 def measure(embedder: ZooEmbedder, batch: int, calls: int) -> float:
@@ -62,22 +77,25 @@ def measure(embedder: ZooEmbedder, batch: int, calls: int) -> float:
 
 
 def random_full_size(name: str, config: dict, device: str, precision: str) -> ZooEmbedder:
-    embedder = get_embedder(name, device=device, precision=precision, batch_size=16, **config)
+    embedder = get_embedder(name, **{"device": device, "precision": precision, "batch_size": 16, **config})
     torch.manual_seed(0)
     # Benchmark only: the architecture with random weights, bypassing the weight loader.
     embedder._model = embedder.build().to(embedder.runtime.device).eval()
     return embedder
 
 
-def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int) -> list[str]:
+def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int, models: list[tuple[str, dict]]) -> list[str]:
     rows = []
-    for name, config in MODELS:
+    for name, config in models:
         for device, precision in devices:
             embedder = random_full_size(name, config, device, precision)
             params = sum(p.numel() for p in embedder.model().parameters()) / 1e6
             label = f"{name} {config.get('variant', embedder.config['variant'])}"
+            if "batch_size" in config:
+                label += f" (forward passes of {config['batch_size']})"
             one, sixteen = measure(embedder, 1, calls_1), measure(embedder, 16, calls_16)
-            rows.append(f"| {label} | {params:.0f}M | {embedder.image_size} | {embedder.dim} | {device} | "
+            rows.append(f"| {label} | {params:.0f}M | {embedder.image_size} | {embedder.describe().frames} | "
+                        f"{embedder.dim} | {device} | "
                         f"{precision if device != 'cpu' else 'fp32'} | {one:.2f} | {sixteen:.2f} |")
             print(rows[-1], flush=True)
             del embedder
@@ -85,9 +103,9 @@ def run(devices: list[tuple[str, str]], calls_1: int, calls_16: int) -> list[str
     return rows
 
 
-def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: float) -> None:
+def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: float, heading: str) -> None:
     section = "\n".join([
-        HEADING, "",
+        heading, "",
         f"`bench/model_throughput.py` on {device_text}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} CPU threads. The 1-minute load average was {load:.1f} at the "
         "start: other processes shared the cores, so these are lower bounds. Full-size "
@@ -95,10 +113,10 @@ def write(rows: list[str], device_text: str, calls_1: int, calls_16: int, load: 
         "not depend on them); params counts the whole model (remoteclip: with its text tower). "
         "Chips/s of `embed` end to end at the native size, after a one-chip warm-up; batch 1 over "
         f"{calls_1} calls, batch 16 over {calls_16} call(s).", "",
-        "| model | params | size px | D | device | precision | chips/s (batch 1) | chips/s (batch 16) |",
-        "|---|---|---|---|---|---|---|---|", *rows, ""])
+        "| model | params | size px | frames | D | device | precision | chips/s (batch 1) | chips/s (batch 16) |",
+        "|---|---|---|---|---|---|---|---|---|", *rows, ""])
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text.rstrip() + "\n")
 
@@ -108,7 +126,18 @@ def main() -> None:
     parser.add_argument("--calls-1", type=int, default=3, help="timed calls at batch 1")
     parser.add_argument("--calls-16", type=int, default=1, help="timed calls at batch 16")
     parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
+    parser.add_argument("--models", help="comma-separated model names (default: all); a subset is written to its "
+                        "own section, '## Model zoo throughput: <names>'")
     args = parser.parse_args()
+    models = MODELS
+    heading = HEADING
+    if args.models:
+        names = args.models.split(",")
+        models = [(name, config) for name, config in MODELS if name in names]
+        unknown = sorted(set(names) - {name for name, _ in MODELS})
+        if unknown:
+            parser.error(f"unknown models {unknown}")
+        heading = f"{HEADING}: {', '.join(names)}"
     devices = [("cpu", "fp32")]
     device_text = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     if torch.cuda.is_available():
@@ -116,9 +145,9 @@ def main() -> None:
         device_text = f"{torch.cuda.get_device_name()} and {device_text}"
     load = os.getloadavg()[0]
     print(f"{sys.argv[0]}: {device_text}, load average {load:.1f}", flush=True)
-    rows = run(devices, args.calls_1, args.calls_16)
+    rows = run(devices, args.calls_1, args.calls_16, models)
     if not args.no_write:
-        write(rows, device_text, args.calls_1, args.calls_16, load)
+        write(rows, device_text, args.calls_1, args.calls_16, load, heading)
 
 
 if __name__ == "__main__":

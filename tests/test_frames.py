@@ -226,3 +226,13 @@ def test_the_producer_asks_for_the_model_frames_warns_and_keeps_the_frame_meta(f
         warnings.simplefilter("error")
         chip = single.prepare(single.request(CELL, Y2017)).payload
     assert chip.data.shape == (3, 64, 64) and "frame_bins" not in chip.meta
+
+
+def test_inspect_fetches_the_frames_a_multi_temporal_model_receives(folder, tmp_path):
+    from rsembed_db.inspect import inspect_gee_patch
+
+    report = inspect_gee_patch(spatial=CELL, temporal=Y2017, model="galileo", model_config={"num_frames": 4},
+                               imagery=folder, out_dir=tmp_path, name="series", return_array=True)
+    assert report["shape"] == [4, 10, 64, 64] and report["array"].shape == (4, 10, 64, 64)
+    assert report["meta"]["frame_backfilled"] == [False, True, False, True]
+    assert (tmp_path / "series.png").is_file() and report["model"]["name"] == "galileo"

@@ -135,11 +135,9 @@ def assemble_frames(grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, 
                     per_bin: list[Composite | None], whole: Callable[[], Composite], meta: dict[str, Any]) -> Chip:
     """The (T, C, H, W) chip of per-bin composites, empty bins back-filled with ``whole()``
     (asked for only when a bin is empty; its TileFailure is the tile's)."""
-    filled = per_bin
-    if any(c is None for c in per_bin):
-        backfill = whole()
-        filled = [c if c is not None else backfill for c in per_bin]
     real = [c for c in per_bin if c is not None]
+    backfill = whole() if len(real) < len(per_bin) else None
+    filled: list[Composite] = [c if c is not None else backfill for c in per_bin]  # type: ignore[misc]
     valid = np.zeros(filled[0].valid.shape, dtype=bool)
     for composite in real:
         valid |= composite.valid
@@ -147,9 +145,9 @@ def assemble_frames(grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, 
     for composite in filled:
         used.update(zip(composite.scenes, composite.dates))
     order = sorted(used, key=lambda scene: (used[scene], scene))
-    extra = {k: v for c in filled for k, v in c.meta.items() if k not in _OWN}
-    sums = {k: sum(c.meta.get(k, 0) for c in {id(c): c for c in filled}.values()) for k in _SUMMED
-            if any(k in c.meta for c in filled)}
+    fetched = [*real, *([backfill] if backfill is not None else [])]   # each composite once
+    extra = {k: v for c in fetched for k, v in c.meta.items() if k not in _OWN}
+    sums = {k: sum(c.meta.get(k, 0) for c in fetched) for k in _SUMMED if any(k in c.meta for c in fetched)}
     return Chip(
         np.stack([c.data for c in filled]).astype(np.float32, copy=False), valid, tuple(sensor.bands), grid,
         {**meta, **extra, **sums,
