@@ -64,7 +64,9 @@ class OnTheFlyProducer(Producer):
         multi-temporal models); a UserWarning names the frames back-filled with the whole
         window's composite."""
         grid = chip_grid_for(request.spatial, request.sensor.scale_m)
-        chip = self.source.fetch(grid, request.temporal, request.sensor, frames=self.description.frames)
+        frames = self.description.frames
+        chip = (self.source.fetch(grid, request.temporal, request.sensor, frames=frames) if frames > 1
+                else self.source.fetch(grid, request.temporal, request.sensor))
         if chip.meta.get("n_backfilled_frames"):
             empty = [b for b, filled in zip(chip.meta["frame_bins"], chip.meta["frame_backfilled"]) if filled]
             warnings.warn(f"{self.model}: tile {tile_id(request.spatial)}: {len(empty)} of "

@@ -101,7 +101,9 @@ class CountingSource:
             self.stats.add(cached=1)
             return replace(chip, grid=grid)
         try:
-            chip = self.source.fetch(grid, temporal, sensor, frames=frames)
+            # frames only when > 1: a source written before multi-frame chips still serves single frames
+            chip = (self.source.fetch(grid, temporal, sensor, frames=frames) if frames > 1
+                    else self.source.fetch(grid, temporal, sensor))
         except BaseException as exc:
             with self._lock:
                 del self._flights[key]
