@@ -11,8 +11,10 @@ tensors are loaded (the 3D sin-cos position encoding is recomputed for ``num_fra
 Input: the HLS bands BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2 (Sentinel-2 B02, B03,
 B04, B8A, B11, B12) in reflectance x 10000, standardised with the means and standard
 deviations of the models' ``config.json`` (terratorch ``PRITHVI_V2_MEAN/STD``).
-``num_frames`` frames (1-4; pre-training used 4): a chip carries them as (T, C, H, W)
-data with ``meta["frame_dates"]``; one composite is one frame dated ``input_time``.
+``num_frames`` frames (1-4; pre-training used 4): the sources split the window into that
+many bins (``sources.frames``) and the chip carries them as (T, C, H, W) data with
+``meta["frame_dates"]`` (each frame's median acquisition date), the frames' time input;
+one composite is one frame dated ``input_time``.
 The TL models also take the acquisition date (year, day of year) per frame and the
 chip centre (lat, lon); either can be switched off (``time``/``location`` False), as
 their pre-training dropped them at random. Output: last-layer patch tokens (after the

@@ -33,7 +33,7 @@ class NoImagery:
 
     name = "none"
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
         raise ApiError(503, "imagery", NO_IMAGERY)
 
 
