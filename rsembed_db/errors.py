@@ -80,5 +80,20 @@ class BadInput(TileFailure):
     """A fetched input failed its quality check (``SensorSpec.check_input``)."""
 
 
-class WriteConflict(RsembedError, RuntimeError):
-    """A commit lost to a concurrent writer more often than its retries allow."""
+class _StoreFailure(RsembedError):
+    """A failure of the store as a whole (``field`` is ``db``)."""
+
+    def __init__(self, message: str, field: str = "db"):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class WriteConflict(_StoreFailure, RuntimeError):
+    """A commit lost to concurrent writers more often than its retries allow (nothing of it was written)."""
+
+
+class StorageError(_StoreFailure, OSError):
+    """The database cannot be written: read-only, permission denied, or no space left.
+
+    Lance commits are atomic, so what was stored before stays intact."""

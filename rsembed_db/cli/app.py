@@ -11,6 +11,7 @@ from rich.markup import escape
 from rsembed_db.cli import (
     catalog,
     change,
+    check,
     export,
     export_batch,
     ingest,
@@ -43,6 +44,8 @@ app.command()(export_batch.export_batch)
 app.command()(inspect.inspect)
 app.command()(serve.serve)
 app.command()(change.change)
+app.command()(check.check)
+app.command("fsck", help="Alias of `check`.")(check.check)
 app.add_typer(labels.app, name="labels")
 
 

@@ -4,6 +4,9 @@ enough, folding new rows into existing indexes, and ``optimize`` (compaction + c
 Rows written after an index was built are searched anyway: LanceDB answers a vector
 query from the index plus a flat scan of unindexed rows (unless ``fast_search``, which
 we never set), and scalar filters scan unindexed fragments. Folding only restores speed.
+
+Every build, fold and compaction retries on a commit conflict (``store.commit``), after
+re-reading the table: an index another writer built meanwhile is not built again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from lancedb.index import Bitmap, BTree, IvfHnswSq, IvfPq, IvfRq
 
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
+from rsembed_db.store.commit import retry_on_conflict
 from rsembed_db.store.lance_store import EmbeddingStore
 from rsembed_db.store.schema import vector_dim
 
@@ -119,7 +123,35 @@ def build_vector_index(table, policy: IndexPolicy) -> None:
         index_type = "IVF_PQ"  # RaBitQ needs a width divisible by 8
     options = {"num_bits": RQ_BITS} if index_type == "IVF_RQ" else {}
     config = VECTOR_INDEX_TYPES[index_type](distance_type=policy.metric, **options)
-    table.create_index("vector", config=config, replace=True)
+
+    def build() -> None:
+        table.checkout_latest()
+        table.create_index("vector", config=config, replace=True)
+    retry_on_conflict(build, f"building the vector index of {table.name!r}")
+
+
+def _build_missing(table, column: str, build) -> bool:
+    """Run ``build()`` unless ``column`` is indexed (re-read on each attempt); whether it ran."""
+    def attempt() -> bool:
+        table.checkout_latest()
+        if column in _indexed_columns(table):
+            return False
+        build()
+        return True
+    return retry_on_conflict(attempt, f"building the {column} index of {table.name!r}")
+
+
+def fold_new_rows(table) -> int:
+    """Fold rows written since the indexes were built into them; the rows folded."""
+    def attempt() -> int:
+        table.checkout_latest()
+        rows = unindexed_rows(table)
+        if rows:
+            table.to_lance().optimize.optimize_indices()
+        return rows
+    folded = retry_on_conflict(attempt, f"folding new rows into the indexes of {table.name!r}")
+    table.checkout_latest()
+    return folded
 
 
 def ensure_indexes(table, policy: IndexPolicy | None = None) -> IndexReport:
@@ -128,18 +160,16 @@ def ensure_indexes(table, policy: IndexPolicy | None = None) -> IndexReport:
     policy = policy or IndexPolicy.from_env()
     report = IndexReport(rows_before=table.count_rows())
     have = _indexed_columns(table)
-    folded = unindexed_rows(table) if have else 0
     for column in BTREE_COLUMNS + BITMAP_COLUMNS:
-        if column not in have:
-            table.create_index(column, config=BTree() if column in BTREE_COLUMNS else Bitmap(), replace=True)
+        config = BTree() if column in BTREE_COLUMNS else Bitmap()
+        if column not in have and _build_missing(
+                table, column, lambda c=column, k=config: table.create_index(c, config=k, replace=True)):
             report.created.append(column)
-    if "vector" not in have and report.rows_before >= policy.vector_min_rows:
-        build_vector_index(table, policy)
+    if "vector" not in have and report.rows_before >= policy.vector_min_rows \
+            and _build_missing(table, "vector", lambda: build_vector_index(table, policy)):
         report.created.append("vector")
-    if folded:
-        table.to_lance().optimize.optimize_indices()
-        table.checkout_latest()
-        report.folded_rows = folded
+    if have:
+        report.folded_rows = fold_new_rows(table)
     report.rows_after = table.count_rows()
     return report
 
@@ -158,7 +188,11 @@ def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> Ind
         raise SpecError("retention_days", f"must be >= 0, got {retention}")
     report = IndexReport(rows_before=table.count_rows(), versions_before=len(table.list_versions()))
     report.folded_rows = unindexed_rows(table)
-    table.optimize(cleanup_older_than=retention)
+
+    def attempt() -> None:
+        table.checkout_latest()
+        table.optimize(cleanup_older_than=retention)
+    retry_on_conflict(attempt, f"optimizing {table.name!r}")
     table.checkout_latest()
     report.rows_after = table.count_rows()
     report.versions_after = len(table.list_versions())

@@ -3,7 +3,8 @@
 A label set belongs to one model table (its keys are rows of that table, so its
 examples share one embedding space). One row per ``(set_name, key)``: ``label``
 (``positive`` or ``negative``), ``who`` made the last change and ``at`` (UTC). Writes
-are ``merge_insert`` on ``(set_name, key)``, one atomic commit per call.
+are conflict-checked ``merge_insert`` on ``(set_name, key)`` (``store.commit``), one atomic
+commit per call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from rsembed_db.errors import NotFound, SpecError
+from rsembed_db.store.commit import upsert
 from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
 from rsembed_db.store.schema import LABEL_SCHEMA, LABELS_TABLE
 
@@ -111,8 +113,7 @@ class LabelSets:
         data = pa.Table.from_pylist([{"set_name": name, "key": key, "table_name": table, "label": last[key],
                                       "who": who, "at": now} for key in keys], schema=LABEL_SCHEMA)
         with self.store.write_lock:
-            (self._table().merge_insert(["set_name", "key"]).when_matched_update_all()
-             .when_not_matched_insert_all().execute(data))
+            upsert(self._table().to_lance(), data, ["set_name", "key"])
         return len(keys)
 
     def delete(self, name: str, keys: Iterable[str] | None = None) -> int:
@@ -126,10 +127,7 @@ class LabelSets:
         removed = 0
         with self.store.write_lock:
             for clause in clauses:
-                count = table.count_rows(clause)
-                if count:  # a delete of nothing would still commit a version
-                    table.delete(clause)
-                    removed += count
+                removed += self.store.delete_where(table, clause, f"removing labels of set {name!r}")
         return removed
 
 

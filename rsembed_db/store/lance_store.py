@@ -1,7 +1,8 @@
 """EmbeddingStore: LanceDB tables of embeddings plus the failure log.
 
-Every write is a ``merge_insert`` on ``key``: a Lance commit is atomic, so a run killed
-at any point leaves whole commits only, and a replay updates rather than duplicates.
+Every write is a conflict-checked ``merge_insert`` on ``key`` (``store.commit``): a Lance
+commit is atomic, so a run killed at any point leaves whole commits only, a replay updates
+rather than duplicates, and concurrent writers end with every key stored once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lancedb.index import BTree
 
 from rsembed_db.errors import NotFound, SpecError
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
+from rsembed_db.store.commit import retry_on_conflict, upsert
 from rsembed_db.store.schema import (
     FAILURE_SCHEMA,
     FAILURES_TABLE,
@@ -62,7 +64,7 @@ class EmbeddingStore:
         self.db = lancedb.connect(self.uri)
         self._lock = threading.Lock()
         # Commits from this process's threads (ingest jobs, compute-on-miss) go one at a
-        # time: concurrent index creation on one table is a commit conflict Lance does not retry.
+        # time: fewer conflicts to retry. Other processes are handled by ``store.commit``.
         self._write_lock = threading.RLock()
         self._tables: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}
@@ -101,13 +103,24 @@ class EmbeddingStore:
         """Open or create the table for vectors of width ``dim``; refuses a width mismatch."""
         with self._lock:
             if name not in self._tables:
-                self._tables[name] = self.db.create_table(name, schema=embedding_schema(dim), exist_ok=True)
+                self._tables[name] = self._create_table(name, embedding_schema(dim))
             table = self._tables[name]
         existing = vector_dim(table.schema)
         if existing != dim:
             raise SpecError("model", f"table {name!r} holds {existing}-d vectors, got {dim}-d; "
                             "use another model variant name")
         return table
+
+    def _create_table(self, name: str, schema: pa.Schema):
+        """Open or create table ``name``; a concurrent creation by another process is retried."""
+        def create():
+            try:
+                return self.db.create_table(name, schema=schema, exist_ok=True)
+            except (OSError, RuntimeError, ValueError) as exc:
+                if "already exists" in str(exc) or name in self._all_tables():
+                    return self.db.open_table(name)
+                raise
+        return retry_on_conflict(create, f"creating table {name!r} in {self.uri}")
 
     def info(self) -> list[TableInfo]:
         out = []
@@ -130,15 +143,18 @@ class EmbeddingStore:
         table = self.ensure_table(table_name, dim)
         data = records_to_arrow(records, dim)
         with self._write_lock:
-            (table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all()
-             .execute(data))
+            upsert(table.to_lance(), data, ["key"])
+            table.checkout_latest()
             self._ensure_key_index(table)
             self.clear_failures(r.request.key for r in records)
         return len(records)
 
     def _ensure_key_index(self, table) -> None:
-        if not any(idx.columns == ["key"] for idx in table.list_indices()):
-            table.create_index("key", config=BTree())
+        def build() -> None:
+            table.checkout_latest()  # another writer may have built it meanwhile
+            if not any(idx.columns == ["key"] for idx in table.list_indices()):
+                table.create_index("key", config=BTree())
+        retry_on_conflict(build, f"the key index of {table.name!r} in {self.uri}")
 
     # reads ----------------------------------------------------------------
     def existing_keys(self, table_name: str, keys: list[str], need_grid: bool = False) -> set[str]:
@@ -195,7 +211,7 @@ class EmbeddingStore:
         """Open or create the internal table ``name`` (``INTERNAL_TABLES``) at its latest version."""
         with self._lock:
             if name not in self._tables:
-                self._tables[name] = self.db.create_table(name, schema=schema, exist_ok=True)
+                self._tables[name] = self._create_table(name, schema)
             table = self._tables[name]
         table.checkout_latest()
         return table
@@ -212,8 +228,7 @@ class EmbeddingStore:
     def record_failures(self, table_name: str, failures: list[FailureRecord]) -> None:
         if failures:
             with self._write_lock:
-                (self._failures().merge_insert("key").when_matched_update_all()
-                 .when_not_matched_insert_all().execute(failures_to_arrow(failures, table_name)))
+                upsert(self._failures().to_lance(), failures_to_arrow(failures, table_name), ["key"])
 
     def clear_failures(self, keys: Iterable[str]) -> None:
         keys = list(keys)
@@ -221,11 +236,20 @@ class EmbeddingStore:
             return
         table = self._failures()
         with self._write_lock:
-            table.checkout_latest()
             for i in range(0, len(keys), KEY_CHUNK):
                 where = f"key IN ({sql_quote(keys[i:i + KEY_CHUNK])})"
-                if table.count_rows(where):  # a delete of nothing would still commit a version
-                    table.delete(where)
+                self.delete_where(table, where, "clearing failures")
+
+    def delete_where(self, table, where: str, what: str) -> int:
+        """Delete the rows of ``table`` matching ``where`` in one commit (none when nothing
+        matches: a delete of nothing would still commit a version), retried on conflict."""
+        def delete() -> int:
+            table.checkout_latest()
+            count = table.count_rows(where)
+            if count:
+                table.delete(where)
+            return count
+        return retry_on_conflict(delete, f"{what} in {table.name!r} of {self.uri}")
 
     def failures(self, table_name: str | None = None) -> list[dict[str, Any]]:
         if not self.has_table(FAILURES_TABLE):

@@ -22,6 +22,7 @@ import shapely
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.spatial import H3Cell, lonlat_geometries
+from rsembed_db.store.commit import with_primary_key
 
 FAILURES_TABLE = "_failures"
 LABELS_TABLE = "_labels"
@@ -30,7 +31,8 @@ _META_JSON = json.JSONEncoder(default=str, sort_keys=True).encode  # as json.dum
 
 
 def embedding_schema(dim: int) -> pa.Schema:
-    return pa.schema([
+    """The row schema of a model table of ``dim``-wide vectors; ``key`` is its primary key."""
+    return with_primary_key(pa.schema([
         pa.field("key", pa.string(), nullable=False),
         pa.field("model", pa.string()),
         pa.field("model_config", pa.string()),
@@ -57,10 +59,10 @@ def embedding_schema(dim: int) -> pa.Schema:
         pa.field("grid_transform", pa.list_(pa.float64(), 6)),
         pa.field("meta", pa.string()),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
-    ])
+    ]), ["key"])
 
 
-FAILURE_SCHEMA = pa.schema([
+FAILURE_SCHEMA = with_primary_key(pa.schema([
     pa.field("key", pa.string(), nullable=False),
     pa.field("table_name", pa.string()),
     pa.field("model", pa.string()),
@@ -68,19 +70,19 @@ FAILURE_SCHEMA = pa.schema([
     pa.field("request", pa.string()),
     pa.field("error", pa.string()),
     pa.field("updated_at", pa.timestamp("us", tz="UTC")),
-])
+]), ["key"])
 
 
 # A label set: named positive / negative marks on stored rows of one table (the explorer's
 # examples). One row per (set_name, key); ``who`` and ``at`` record the last change.
-LABEL_SCHEMA = pa.schema([
+LABEL_SCHEMA = with_primary_key(pa.schema([
     pa.field("set_name", pa.string(), nullable=False),
     pa.field("key", pa.string(), nullable=False),
     pa.field("table_name", pa.string(), nullable=False),
     pa.field("label", pa.string(), nullable=False),
     pa.field("who", pa.string()),
     pa.field("at", pa.timestamp("us", tz="UTC")),
-])
+]), ["set_name", "key"])
 
 
 def vector_dim(schema: pa.Schema) -> int:
