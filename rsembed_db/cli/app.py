@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -29,6 +30,20 @@ from rsembed_db.errors import RsembedError
 
 app = typer.Typer(help="rsembed-db: an embedding database for Earth observation.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+@app.callback()
+def _global_options(storage_option: Annotated[Optional[list[str]], typer.Option(
+        "--storage-option", metavar="KEY=VALUE",
+        help="Object-store option for an s3:// (gs://, az://) --db, e.g. aws_endpoint=http://127.0.0.1:9000 "
+             "(repeatable; before the command; also $RSEMBED_STORAGE_OPTIONS as a JSON object).")] = None) -> None:
+    """rsembed-db: an embedding database for Earth observation."""
+    from rsembed_db.store.options import export_storage_options, parse_storage_options
+
+    if storage_option:
+        export_storage_options(parse_storage_options(storage_option))
+
+
 app.command()(ingest.ingest)
 app.command()(retrieve.get)
 app.command()(search.search)

@@ -40,7 +40,7 @@ class NoImagery:
 class ServiceContext:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.store = EmbeddingStore(settings.db)
+        self.store = EmbeddingStore(settings.db, dict(settings.storage_options))
         self.jobs = IngestJobs(self.store, settings.ingest_workers)
         self._producers: OrderedDict[tuple[str, str], Future[Producer]] = OrderedDict()
         self._source: ImagerySource | None = None

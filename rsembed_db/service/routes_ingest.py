@@ -56,7 +56,7 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
     return job
 
 
-@router.get("/ingest", summary="All ingest jobs of this server process")
+@router.get("/ingest", summary="Ingest jobs of every replica over this store, newest first")
 def list_jobs(ctx: Context, _: Reader) -> dict[str, Any]:
     return {"jobs": ctx.jobs.list()}
 
@@ -70,8 +70,8 @@ def job_status(job_id: str, ctx: Context, _: Reader) -> dict[str, Any]:
 
 
 @router.delete("/ingest/{job_id}", summary="Cancel an ingest job after its current batch")
-def cancel_job(job_id: str, ctx: Context, _: Writer) -> dict[str, Any]:
+def cancel_job(job_id: str, ctx: Context, caller: Writer) -> dict[str, Any]:
     try:
-        return ctx.jobs.cancel(job_id)
+        return ctx.jobs.cancel(job_id, who=caller.key_id)
     except KeyError:
         raise ApiError(404, "job_id", f"no ingest job {job_id!r}") from None

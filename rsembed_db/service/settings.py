@@ -25,6 +25,8 @@ class ServiceSettings:
     ``basemap_style``: a MapLibre style URL the explorer draws under the cells (default:
     the country outlines shipped with the package, offline).
     ``max_producers``: model configurations kept loaded (least recently used evicted).
+    ``storage_options``: LanceDB object-store options for an ``s3://`` (``gs://``, ``az://``)
+    ``db``, on top of ``$RSEMBED_STORAGE_OPTIONS`` and the ``AWS_*`` variables (``store.options``).
     """
 
     db: str = field(default_factory=default_db_path)
@@ -42,6 +44,7 @@ class ServiceSettings:
     max_view_rows: int = 200_000
     basemap_style: str | None = None
     max_producers: int = 8
+    storage_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServiceSettings:

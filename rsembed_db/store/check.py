@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 
 from rsembed_db.store.commit import PRIMARY_KEY, retry_on_conflict
 from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.options import arrow_filesystem
 
 TIME_COLUMNS = ("created_at", "updated_at", "at")  # the newest row of a key wins
 ROW_ID_CHUNK = 4096  # row ids per delete predicate
@@ -74,7 +75,7 @@ def check_table(store: EmbeddingStore, name: str, repair: bool = False) -> Table
     if repair and doomed:
         report.removed_rows = deduplicate(store, name)
     report.rows = store.table(name).count_rows()
-    _check_files(store.table(name).to_lance(), report)
+    _check_files(store.table(name).to_lance(), report, store.storage_options)
     return report
 
 
@@ -125,9 +126,9 @@ def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
 
 
-def _check_files(dataset, report: TableCheck) -> None:
+def _check_files(dataset, report: TableCheck, storage_options: dict[str, str] | None = None) -> None:
     """Orphaned index / data / deletion files, and versions referencing missing files."""
-    fs, root = pafs.FileSystem.from_uri(dataset.uri)
+    fs, root = arrow_filesystem(dataset.uri, storage_options)
     data_files = {f.base_name for f in _listing(fs, f"{root}/data")}
     deletion_files = {f.base_name for f in _listing(fs, f"{root}/_deletions")}
     index_dirs = {f.base_name for f in _listing(fs, f"{root}/_indices")}

@@ -24,6 +24,7 @@ from lancedb.index import BTree
 from rsembed_db.errors import NotFound, SpecError
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.store.commit import retry_on_conflict, upsert
+from rsembed_db.store.options import storage_options_from_env
 from rsembed_db.store.schema import (
     FAILURE_SCHEMA,
     FAILURES_TABLE,
@@ -57,11 +58,16 @@ class TableInfo:
 
 
 class EmbeddingStore:
-    """A directory (or object-store URI) of LanceDB tables."""
+    """A directory (or object-store URI) of LanceDB tables.
 
-    def __init__(self, uri: str | Path | None = None) -> None:
+    ``storage_options``: LanceDB object-store options (``store.options``), on top of
+    ``$RSEMBED_STORAGE_OPTIONS`` and the ``AWS_*`` / ``GOOGLE_*`` / ``AZURE_*`` variables.
+    """
+
+    def __init__(self, uri: str | Path | None = None, storage_options: dict[str, str] | None = None) -> None:
         self.uri = str(uri or default_db_path())
-        self.db = lancedb.connect(self.uri)
+        self.storage_options = {**storage_options_from_env(), **(storage_options or {})}
+        self.db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
         self._lock = threading.Lock()
         # Commits from this process's threads (ingest jobs, compute-on-miss) go one at a
         # time: fewer conflicts to retry. Other processes are handled by ``store.commit``.
@@ -81,8 +87,13 @@ class EmbeddingStore:
                 return names
 
     def table_names(self) -> list[str]:
-        """The model tables (internal ones such as ``_failures`` and ``_labels`` left out)."""
-        return sorted(n for n in self._all_tables() if n not in INTERNAL_TABLES)
+        """The model tables (internal ones such as ``_failures``, ``_labels``, ``_jobs`` and
+        staging tables, whose names start with ``_``, left out)."""
+        return sorted(n for n in self._all_tables() if n not in INTERNAL_TABLES and not n.startswith("_"))
+
+    def internal_names(self) -> list[str]:
+        """Every table that is not a model table (``_failures``, ``_labels``, ``_jobs``, staging)."""
+        return sorted(set(self._all_tables()) - set(self.table_names()))
 
     def has_table(self, name: str) -> bool:
         return name in self._all_tables()
@@ -140,14 +151,20 @@ class EmbeddingStore:
         """Upsert records by key in one atomic commit; returns the number written."""
         if not records:
             return 0
+        return self.write_arrow(table_name, records_to_arrow(records, dim), dim)
+
+    def write_arrow(self, table_name: str, data: pa.Table, dim: int) -> int:
+        """Upsert rows already in ``embedding_schema(dim)`` by key in one atomic commit
+        (conflict-checked, ``store.commit``) and clear their failures; returns the rows written."""
+        if not data.num_rows:
+            return 0
         table = self.ensure_table(table_name, dim)
-        data = records_to_arrow(records, dim)
         with self._write_lock:
             upsert(table.to_lance(), data, ["key"])
             table.checkout_latest()
             self._ensure_key_index(table)
-            self.clear_failures(r.request.key for r in records)
-        return len(records)
+            self.clear_failures(data["key"].to_pylist())
+        return data.num_rows
 
     def _ensure_key_index(self, table) -> None:
         def build() -> None:
@@ -215,6 +232,16 @@ class EmbeddingStore:
             table = self._tables[name]
         table.checkout_latest()
         return table
+
+    def drop_internal(self, name: str) -> None:
+        """Drop an internal table (a staging table of a finished or abandoned run); never a model table."""
+        if not name.startswith("_"):
+            raise SpecError("table", f"{name!r} is a model table; only internal tables are dropped here")
+        with self._lock:
+            self._tables.pop(name, None)
+            self._datasets.pop(name, None)
+        if name in self._all_tables():
+            self.db.drop_table(name)
 
     @property
     def write_lock(self) -> threading.RLock:

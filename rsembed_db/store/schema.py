@@ -26,7 +26,10 @@ from rsembed_db.store.commit import with_primary_key
 
 FAILURES_TABLE = "_failures"
 LABELS_TABLE = "_labels"
-INTERNAL_TABLES = (FAILURES_TABLE, LABELS_TABLE)  # not model tables: hidden from table_names()
+JOBS_TABLE = "_jobs"
+JOB_CANCELS_TABLE = "_job_cancels"
+INTERNAL_TABLES = (FAILURES_TABLE, LABELS_TABLE, JOBS_TABLE, JOB_CANCELS_TABLE)  # hidden from table_names()
+STAGING_PREFIX = "_staging_"  # staging tables of distributed ingest runs (``store.staging``)
 _META_JSON = json.JSONEncoder(default=str, sort_keys=True).encode  # as json.dumps(..., default=str, sort_keys=True)
 
 
