@@ -49,6 +49,12 @@ def ingest(
     dry_run: Annotated[bool, typer.Option(help="Plan and count only; compute nothing.")] = False,
     input_prep: Annotated[Optional[str], typer.Option(
         help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data; needs the `distributed` extra).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="--engine ray: the cluster (auto, ray://host:10001, host:6379); default: start a local Ray.")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option(help="--engine ray: worker actors (default: the cluster's CPUs).")] = None,
+    tiles_per_unit: Annotated[int, typer.Option(help="--engine ray: source tiles per work unit (products).")] = 4,
+    requests_per_unit: Annotated[int, typer.Option(help="--engine ray: tiles per work unit (on-the-fly models).")] = 64,
 ) -> None:
     """Compute and store embeddings for every tile of REGION (resumable, idempotent)."""
     from rsembed_db.ingest.engine import IngestOptions, run_ingest
@@ -59,17 +65,25 @@ def ingest(
     from rsembed_db.tiling.region import load_region
 
     require_choice("output", output, ("pooled", "grid", "both"))
+    require_choice("engine", engine, ("local", "ray"))
+    if engine != "ray" and ray_address is not None:
+        raise SpecError("ray-address", "only with --engine ray")
     temporal = temporal_from_options(year, start, end)
     out_spec = OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling)
     if is_product(model) and (imagery or source):
         raise SpecError("imagery", f"{model!r} is a precomputed product that reads its own tiles "
                         "(configure it with --config, see docs/products.md); drop --imagery/--source")
     producer = make_producer(model, imagery, imagery_date, parse_config(config), source)
-    fetches = getattr(getattr(producer, "source", None), "stats", None)
+    # Fetch counters of this process's source (a Ray run fetches in its workers).
+    fetches = getattr(getattr(producer, "source", None), "stats", None) if engine == "local" else None
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)
     requests = producer.requests(spatials, temporal, out_spec, input_prep=input_prep)
     store = EmbeddingStore(db)
     options = IngestOptions(batch_size=batch_size, workers=workers, commit_every=commit_every)
+    run = run_ingest
+    if engine == "ray":
+        run = _ray_runner(model, imagery, imagery_date, parse_config(config), source, ray_address, ray_actors,
+                          tiles_per_unit, requests_per_unit)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[fetch]}"), console=console, transient=False) as bar:
@@ -85,11 +99,26 @@ def ingest(
             counts = fetches.snapshot() if fetches is not None else None
             bar.update(task, rate=f"{done / elapsed:.1f}/s" if elapsed else "", fetch=_fetch_text(counts))
 
-        summary = run_ingest(store, producer, requests, options, dry_run=dry_run,
-                             on_start=started, on_progress=advanced)
+        summary = run(store, producer, requests, options, dry_run=dry_run, on_start=started, on_progress=advanced)
     print_summary(summary, db, dry_run, fetches)
     if summary.failed:  # what succeeded is committed; the exit code says that not all did
         raise typer.Exit(INGEST_ALL_FAILED if not summary.computed else INGEST_SOME_FAILED)
+
+
+def _ray_runner(model, imagery, imagery_date, config, source, address, actors, tiles_per_unit, requests_per_unit):
+    """``run_ingest``'s signature over ``run_ingest_ray`` with these options."""
+    try:
+        import ray  # noqa: F401
+
+        from rsembed_db.ingest.distributed import ProducerSpec, RayOptions, run_ingest_ray
+    except ImportError as exc:
+        raise SpecError("engine", f"--engine ray needs Ray: pip install 'rsembed-db[distributed]' ({exc})") from None
+    spec = ProducerSpec.of(model, imagery, imagery_date, config, source)
+    ray_options = RayOptions(address, actors, tiles_per_unit, requests_per_unit)
+
+    def run(store, producer, requests, options, **kwargs):
+        return run_ingest_ray(store, producer, spec, requests, options, ray_options, **kwargs)
+    return run
 
 
 def _fetch_text(counts: dict[str, int] | None) -> str:
@@ -102,16 +131,20 @@ def _fetch_text(counts: dict[str, int] | None) -> str:
 
 def print_summary(summary: IngestSummary, db: str, dry_run: bool, fetches: object = None) -> None:
     out = Console()
+    engine = f", engine {summary.engine}" if summary.engine != "local" else ""
     out.print(f"[bold]ingest {'plan' if dry_run else 'summary'}[/bold]: {escape(summary.model)} -> {escape(db)} "
-              f"(table {summary.table})", highlight=False)
+              f"(table {summary.table}{engine})", highlight=False)
     table = Table(show_header=False, box=box.SIMPLE)
     to_compute = summary.planned - summary.already_stored
     rows = [("planned tiles", summary.planned), ("already stored", summary.already_stored)]
     rows += [("to compute", to_compute)] if dry_run else [
         ("computed", summary.computed), ("failed", summary.failed),
         ("seconds", f"{summary.seconds:.2f}"), ("tiles/s", f"{summary.tiles_per_second:.1f}")]
-    if fetches is not None and not dry_run:
+    if fetches is not None and not dry_run and summary.engine == "local":
         rows.append(("imagery fetches", str(fetches)))
+    if summary.timings and not dry_run:
+        rows.append(("time spent", ", ".join(f"{name.removesuffix('_s')} {value:.2f}s"
+                                             for name, value in summary.timings.items())))
     for name, value in rows:
         table.add_row(name, str(value))
     out.print(table)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rsembed_db.errors import BadInput, SpecError, TileFailure, Unavailable
 from rsembed_db.producers.base import BulkProducer, Prepared, Producer
@@ -28,6 +29,8 @@ class IngestSummary:
     failed: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    engine: str = "local"
+    timings: dict[str, float] = field(default_factory=dict)  # where the time went (distributed runs), seconds
 
     @property
     def tiles_per_second(self) -> float:
@@ -48,6 +51,10 @@ class IngestOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(name.replace("_", "-"), f"must be an integer >= 1, got {value!r}")
+
+
+class ResultSink(Protocol):
+    def add(self, results: list[EmbeddingRecord | FailureRecord]) -> None: ...
 
 
 class _Writer:
@@ -103,7 +110,7 @@ class _Writer:
         p = self.producer
         # Another writer (a concurrent ingest over an overlapping region) may have stored
         # some of these keys since the plan: leave its rows alone instead of rewriting them.
-        fresh = {r.request.key for r in pending_requests(self.store, p, [r.request for r in records])}
+        fresh = {r.key for r in pending_requests(self.store, p, [r.request for r in records])}
         self.store.write(p.table_name, [r for r in records if r.request.key in fresh], p.dim)
         self.store.record_failures(p.table_name, failures)
 
@@ -142,7 +149,7 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
                 for group in producer.compute_many(todo, workers=options.workers):
                     writer.add(group)
             else:
-                _compute(producer, todo, options, writer)
+                compute_batches(producer, todo, options, writer)
         finally:
             writer.close()
     if not dry_run and store.has_table(producer.table_name):
@@ -181,8 +188,10 @@ def prepare_or_failure(producer: Producer, request: EmbeddingRequest, retries: i
         return FailureRecord(request, tile_id(request.spatial), f"{type(exc).__name__}: {exc}")
 
 
-def _compute(producer: Producer, todo: list[EmbeddingRequest], options: IngestOptions,
-             writer: _Writer) -> None:
+def compute_batches(producer: Producer, todo: list[EmbeddingRequest], options: IngestOptions,
+                    writer: ResultSink) -> None:
+    """Fetch ``todo`` on ``options.workers`` threads, embed in batches of ``options.batch_size``
+    and hand every result to ``writer.add`` (records and per-tile failures)."""
     queue = iter(todo)
     in_flight: set[Future] = set()
     batch: list[Prepared] = []

@@ -41,6 +41,70 @@ class _TileResult:
     error: str | None = None  # the tile could not be read: its ROIs fail
     note: str | None = None  # the tile does not exist (not published): not an error
 
+    def only(self, keep: np.ndarray) -> "_TileResult":
+        """This tile's result for the ROIs with ``keep[roi]`` (a mask over the run's ROIs)."""
+        sel = keep[self.idx]
+        out = _TileResult(self.name, self.idx[sel], error=self.error, note=self.note)
+        position = np.cumsum(sel) - 1  # each kept ROI's position in out.idx
+        for how, (rows, pooled) in self.pooled.items():
+            kept = sel[rows]
+            out.pooled[how] = (position[rows[kept]], pooled.take(np.flatnonzero(kept)))
+        out.pieces = {i: piece for i, piece in self.pieces.items() if keep[i]}
+        return out
+
+    def renumbered(self, mapping: np.ndarray) -> "_TileResult":
+        """The same result with ROI ``i`` renamed ``mapping[i]``."""
+        out = _TileResult(self.name, mapping[self.idx], dict(self.pooled), error=self.error, note=self.note)
+        out.pieces = {int(mapping[i]): piece for i, piece in self.pieces.items()}
+        return out
+
+
+@dataclass
+class TileUnit:
+    """A work unit of a distributed run: a few of a year's tiles, each read by this unit
+    only, and every ROI they cover. ``shared`` ROIs also cover tiles of other units: the
+    unit returns their per-tile partial pooling (``TilePartial``) instead of records, and
+    the driver folds the partials in the local engine's tile order (``TiledPlan.merge``), so
+    every vector is bit-identical to a single-process run."""
+
+    year: int
+    requests: list[EmbeddingRequest]
+    tiles: dict[Hashable, np.ndarray]  # tile key -> positions in ``requests``, in reading order
+    order: dict[Hashable, int]  # tile key -> its place in the year's reading order
+    shared: np.ndarray  # (n,) bool
+    elsewhere: np.ndarray  # (n,) int: tiles of other units each ROI also covers
+    positions: np.ndarray  # (n,) each ROI's position in the plan's shared numbering (-1: not shared)
+
+
+@dataclass
+class TilePartial:
+    """One tile's pooling of a unit's shared ROIs (numbered in the plan's shared list)."""
+
+    year: int
+    order: int
+    result: _TileResult
+
+
+@dataclass
+class TiledPlan:
+    """A tiled product's requests split into ``TileUnit``s, and what the driver finishes itself."""
+
+    product: "TiledProduct"
+    units: list[TileUnit]
+    shared: dict[int, list[EmbeddingRequest]]  # year -> ROIs spanning units or covered by no tile
+    shared_tiles: dict[int, dict[Hashable, np.ndarray]]  # year -> tile key -> positions in shared[year]
+
+    def merge(self, partials: list[TilePartial]) -> list[Record]:
+        """Records of the shared ROIs from every unit's partials, folded tile by tile in
+        reading order (as ``compute_many`` does); ROIs no tile covers fail here."""
+        records: list[Record] = []
+        for year, requests in self.shared.items():
+            run = _YearRun(self.product, RoiSet.of(requests), year)
+            records += run.begin(self.shared_tiles[year])
+            for part in sorted((p for p in partials if p.year == year), key=lambda p: p.order):
+                records += run._merge(part.result)
+        return records
+
 
 class TiledProduct(ProductProducer):
     """Subclasses say which tiles cover what, and how to open one."""
@@ -68,14 +132,63 @@ class TiledProduct(ProductProducer):
         """The grid that grid output of ``request`` is mosaicked onto."""
 
     def compute_many(self, requests: list[EmbeddingRequest], workers: int = 2) -> Iterator[list[Record]]:
+        for year, group in self._by_year(requests).items():
+            yield from _YearRun(self, RoiSet.of(group), year).run(max(int(workers), 1))
+
+    def _by_year(self, requests: list[EmbeddingRequest]) -> dict[int, list[EmbeddingRequest]]:
         by_window: dict[TemporalSpec, list[EmbeddingRequest]] = {}
         for request in requests:
             by_window.setdefault(request.temporal, []).append(request)
         by_year: dict[int, list[EmbeddingRequest]] = {}
         for temporal, group in by_window.items():
             by_year.setdefault(self.year_of(temporal), []).extend(group)
-        for year, group in by_year.items():
-            yield from _YearRun(self, RoiSet.of(group), year).run(max(int(workers), 1))
+        return by_year
+
+    def plan_units(self, requests: list[EmbeddingRequest], tiles_per_unit: int = 4) -> TiledPlan:
+        """Split ``requests`` into units of ``tiles_per_unit`` consecutive tiles (reading
+        order), so that every tile is read by one unit only (see ``TileUnit``)."""
+        if isinstance(tiles_per_unit, bool) or not isinstance(tiles_per_unit, int) or tiles_per_unit < 1:
+            raise SpecError("tiles_per_unit", f"must be an integer >= 1, got {tiles_per_unit!r}")
+        units: list[TileUnit] = []
+        shared: dict[int, list[EmbeddingRequest]] = {}
+        shared_tiles: dict[int, dict[Hashable, np.ndarray]] = {}
+        for year, group in self._by_year(requests).items():
+            tiles = self.tiles_for(RoiSet.of(group).lonlat_bounds, year)
+            keys = list(tiles)
+            unit_of = {key: k // tiles_per_unit for k, key in enumerate(keys)}
+            touched: list[set[int]] = [set() for _ in group]
+            for key, idx in tiles.items():
+                for i in idx.tolist():
+                    touched[i].add(unit_of[key])
+            is_shared = np.array([len(u) != 1 for u in touched], dtype=bool)
+            numbering = np.full(len(group), -1, dtype=np.int64)
+            numbering[is_shared] = np.arange(int(is_shared.sum()))
+            shared[year] = [group[i] for i in np.flatnonzero(is_shared).tolist()]
+            shared_tiles[year] = {key: numbering[idx[is_shared[idx]]] for key, idx in tiles.items()
+                                  if is_shared[idx].any()}
+            for start in range(0, len(keys), tiles_per_unit):
+                mine = keys[start:start + tiles_per_unit]
+                members = np.unique(np.concatenate([tiles[key] for key in mine]))
+                local = {key: np.searchsorted(members, tiles[key]) for key in mine}
+                inside = np.zeros(len(members), dtype=np.int64)
+                for idx in local.values():
+                    inside[idx] += 1
+                total = np.zeros(len(group), dtype=np.int64)
+                for idx in tiles.values():
+                    total[idx] += 1
+                units.append(TileUnit(year, [group[i] for i in members.tolist()], local,
+                                      {key: keys.index(key) for key in mine}, is_shared[members],
+                                      total[members] - inside, numbering[members]))
+        return TiledPlan(self, units, {y: r for y, r in shared.items() if r}, shared_tiles)
+
+    def compute_unit(self, unit: TileUnit, workers: int = 2) -> tuple[list[Record], list[TilePartial]]:
+        """Read the unit's tiles (once each): records of the ROIs it owns, partials of the shared ones."""
+        run = _YearRun(self, RoiSet.of(unit.requests), unit.year)
+        run.export = unit.shared
+        records = [r for group in run.run(max(int(workers), 1), unit.tiles, unit.elsewhere) for r in group]
+        partials = [TilePartial(unit.year, unit.order[key], result.renumbered(unit.positions))
+                    for key, result in run.partials]
+        return records, partials
 
 
 class _YearRun:
@@ -104,20 +217,31 @@ class _YearRun:
                 except TileFailure as exc:
                     self.errors[i] = [str(exc)]
         self.mosaics: dict[int, np.ndarray] = {}
+        self.export: np.ndarray | None = None  # ROIs whose per-tile results are kept in ``partials``
+        self.partials: list[tuple[Hashable, _TileResult]] = []
 
-    def run(self, workers: int) -> Iterator[list[Record]]:
-        tiles = self.product.tiles_for(self.rois.lonlat_bounds, self.year)
+    def begin(self, tiles: dict[Hashable, np.ndarray], elsewhere: np.ndarray | None = None) -> list[Record]:
+        """Count each ROI's tiles (plus ``elsewhere``: tiles another unit reads); records of
+        the ROIs no tile covers."""
         for idx in tiles.values():
             self.pending[idx] += 1
+        if elsewhere is not None:
+            self.pending += elsewhere
         for how in set(self.hows.tolist()):
             rois = np.flatnonzero((self.pending > 1) & (self.hows == how))
             self.slots[rois] = np.arange(len(rois))
             self.spanning[how] = Pooled.empty(how, len(rois), self.product.dim)
         uncovered = np.flatnonzero(self.pending == 0)
-        if len(uncovered):
-            yield [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in uncovered.tolist()]
+        return [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in uncovered.tolist()]
+
+    def run(self, workers: int, tiles: dict[Hashable, np.ndarray] | None = None,
+            elsewhere: np.ndarray | None = None) -> Iterator[list[Record]]:
+        tiles = self.product.tiles_for(self.rois.lonlat_bounds, self.year) if tiles is None else tiles
+        uncovered = self.begin(tiles, elsewhere)
+        if uncovered:
+            yield uncovered
         absent = self.product.unpublished(list(tiles), self.year)
-        queue: deque[Future] = deque()
+        queue: deque[tuple[Hashable, Future]] = deque()
         keys = iter(tiles.items())
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tile") as pool:
             try:
@@ -127,16 +251,20 @@ class _YearRun:
                         if key in absent:
                             done: Future = Future()
                             done.set_result(_TileResult(str(key), idx, note=absent[key]))
-                            queue.append(done)
+                            queue.append((key, done))
                         else:
-                            queue.append(pool.submit(self._pool_tile, key, idx))
+                            queue.append((key, pool.submit(self._pool_tile, key, idx)))
                     if not queue:
                         break
-                    finished = self._merge(queue.popleft().result())
+                    key, future = queue.popleft()
+                    result = future.result()
+                    if self.export is not None and self.export[result.idx].any():
+                        self.partials.append((key, result.only(self.export)))
+                    finished = self._merge(result)
                     if finished:
                         yield finished
             finally:
-                for future in queue:
+                for _, future in queue:
                     future.cancel()
 
     def _pool_tile(self, key: Hashable, idx: np.ndarray) -> _TileResult:
