@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv and install rsembed-db with its test extras at the tested versions
-# (constraints/lean.txt; scripts/lock.sh regenerates it).
+# Create .venv and install rsembed-db with its test and distributed (Ray) extras at the
+# tested versions (constraints/lean.txt; scripts/lock.sh regenerates it), and .venv-s3 with
+# moto's local S3 server for the object-storage tests (constraints/s3.txt: botocore needs a
+# python-dateutil the lean constraints refuse, so it lives apart).
 #
 # torch: the CPU build (a few hundred MB) from PyTorch's CPU wheel index. TORCH_INDEX_URL
 # picks another index (e.g. https://download.pytorch.org/whl/cu128 for CUDA); set it empty
@@ -16,4 +18,8 @@ fi
 pip=(.venv/bin/python -m pip install --quiet -c constraints/lean.txt)
 .venv/bin/python -m pip install --quiet --upgrade pip
 "${pip[@]}" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
-"${pip[@]}" -e ".[test]"
+"${pip[@]}" -e ".[test,distributed]"
+if [ ! -x .venv-s3/bin/python ]; then
+  "$PYTHON" -m venv .venv-s3
+fi
+.venv-s3/bin/python -m pip install --quiet -c constraints/s3.txt "moto[server]==5.2.5"

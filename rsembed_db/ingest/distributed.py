@@ -183,8 +183,10 @@ def _ray_init(options: RayOptions) -> bool:
         p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
     kwargs: dict[str, Any] = {"address": options.address, "include_dashboard": False, "log_to_driver": True,
                               "logging_level": "WARNING", "runtime_env": {"env_vars": env}}
-    if options.address is None and options.num_cpus is not None:
-        kwargs["num_cpus"] = options.num_cpus
+    if options.address is None:  # a local Ray of this machine, reachable on loopback only
+        kwargs["_node_ip_address"] = "127.0.0.1"
+        if options.num_cpus is not None:
+            kwargs["num_cpus"] = options.num_cpus
     ray.init(**kwargs)
     return True
 
