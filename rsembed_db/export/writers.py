@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xarray as xr
 
+from rsembed_db.export.hdf5 import HDF5_LOCK
 from rsembed_db.sources.base import Chip
 
 EXTENSIONS = {"npz": ".npz", "netcdf": ".nc", "parquet": ".parquet"}
@@ -104,7 +105,8 @@ def write_netcdf(path: Path, arrays: Arrays) -> None:
     data = {name: (dims, array.astype(np.uint8) if array.dtype == bool else array)
             for name, (array, dims) in arrays.items() if name != "names"}
     names, _ = arrays["names"]
-    xr.Dataset(data, coords={"item": names}).to_netcdf(path, engine="netcdf4")
+    with HDF5_LOCK:
+        xr.Dataset(data, coords={"item": names}).to_netcdf(path, engine="netcdf4")
 
 
 def parquet_table(items: list[ItemResult], labels: list[str], save_inputs: bool,
