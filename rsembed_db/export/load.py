@@ -67,7 +67,7 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
         import xarray as xr
 
         with xr.open_dataset(path, engine="netcdf4") as ds:
-            out = {name: ds[name].values for name in ds.data_vars}
+            out = {str(name): ds[name].values for name in ds.data_vars}
             out["names"] = ds["item"].values
             return out
     if path.suffix == ".parquet":
