@@ -98,7 +98,8 @@ def collect(items: list[ItemResult], labels: list[str], save_inputs: bool, save_
 
 def write_npz(path: Path, arrays: Arrays) -> None:
     with open(path, "wb") as fh:
-        np.savez(fh, **{name: array for name, (array, _) in arrays.items()})
+        # allow_pickle named (its default): numpy's stubs would match it against the ** arrays
+        np.savez(fh, allow_pickle=True, **{name: array for name, (array, _) in arrays.items()})
 
 
 def write_netcdf(path: Path, arrays: Arrays) -> None:
