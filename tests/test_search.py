@@ -7,6 +7,7 @@ import datetime as dt
 
 import h3
 import numpy as np
+import pyarrow as pa
 import pytest
 import shapely
 
@@ -119,6 +120,64 @@ def test_filters_combine_time_bbox_and_h3_parent(small):
         assert mask.any()
         result = search(store, TABLE, SearchRequest(vector=query, k=10, filters=filters))
         assert_exact(result, rows, query, "cosine", 10, mask)
+
+
+@pytest.fixture(scope="module")
+def windows(tmp_path_factory):
+    """4802 rows with 3-day windows at pseudo-random days of 2020 and 2021."""
+    store = EmbeddingStore(tmp_path_factory.mktemp("windows") / "db")
+    write_synthetic(store, TABLE, PARENT, 9, [2020, 2021], 16, seed=5, window_days=3)
+    data = store.table(TABLE).to_lance().to_table(columns=["key", "t_start", "t_end", "vector"])
+    rows = {"key": data["key"].to_numpy(zero_copy_only=False),
+            "t_start": data["t_start"].to_numpy().astype("datetime64[D]"),
+            "t_end": data["t_end"].to_numpy().astype("datetime64[D]"),
+            "vector": np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)}
+    return store, rows
+
+
+def test_time_window_filters_are_exact_with_the_t_start_bound(windows):
+    """[start, end) overlaps [t_start, t_end): exact top-k at every window length, with the
+    implied lower bound on t_start (the table's longest window is 3 days) in the SQL."""
+    from rsembed_db.query.filters import compile_filters
+    from rsembed_db.query.profile import table_profile
+
+    store, rows = windows
+    assert table_profile(store, TABLE).max_window_days() == 3
+    sql = compile_filters(SearchFilters(start="2020-06-10", end="2020-06-11"), max_window_days=3).sql
+    assert "t_start > date '2020-06-07'" in sql and "t_end" in sql
+    query = rows["vector"][7]
+    for start, end in [("2020-06-10", "2020-06-11"), ("2020-06-10", "2020-06-13"), ("2020-02-01", "2020-03-01"),
+                       ("2020-12-30", "2021-01-02"), ("2021-11-01", None), (None, "2020-01-05")]:
+        mask = np.ones(len(rows["key"]), bool)
+        if start:
+            mask &= rows["t_end"] > np.datetime64(start)
+        if end:
+            mask &= rows["t_start"] < np.datetime64(end)
+        assert mask.any(), (start, end)
+        result = search(store, TABLE, SearchRequest(vector=query, k=10, filters=SearchFilters(start=start, end=end)))
+        assert_exact(result, rows, query, "cosine", 10, mask)
+        assert result.matched is None or result.matched >= 0
+
+
+def test_rows_without_a_start_keep_the_plain_overlap_test(tmp_path):
+    """A row with an end but no start: no t_start bound is implied, so it still matches an
+    open-ended ``start`` filter exactly as before."""
+    from rsembed_db.query.profile import table_profile
+    from rsembed_db.store.synthetic import synthetic_cells, synthetic_table
+
+    store = EmbeddingStore(tmp_path / "db")
+    cells = synthetic_cells(h3.latlng_to_cell(52.5, 12.8, 7), 9)
+    vectors = np.random.default_rng(0).normal(size=(len(cells), 8)).astype(np.float32)
+    rows = synthetic_table(cells, 2020, vectors, window_days=2)
+    starts = rows["t_start"].to_pylist()
+    starts[0] = None
+    rows = rows.set_column(rows.schema.get_field_index("t_start"), "t_start", pa.array(starts, pa.date32()))
+    store.ensure_table("t", 8).add(rows)
+    assert table_profile(store, "t").max_window_days() is None
+    end = rows["t_end"][0].as_py()
+    result = search(store, "t", SearchRequest(vector=vectors[0], k=3, filters=SearchFilters(
+        start=end - dt.timedelta(days=1))))
+    assert result.keys[0] == rows["key"][0].as_py()
 
 
 def test_h3_parent_ranges_are_exactly_the_descendants():

@@ -33,17 +33,19 @@ HAVELLAND = (52.5, 12.8)
 
 
 def _rows(store: EmbeddingStore, table: str) -> dict[str, np.ndarray]:
-    data = store.table(table).to_lance().to_table(columns=["key", "lat", "year", "vector"])
+    data = store.table(table).to_lance().to_table(columns=["key", "lat", "year", "t_start", "t_end", "vector"])
     return {"key": data["key"].to_numpy(zero_copy_only=False), "lat": data["lat"].to_numpy(),
-            "year": data["year"].to_numpy(),
+            "year": data["year"].to_numpy(), "t_start": data["t_start"].to_numpy().astype("datetime64[D]"),
+            "t_end": data["t_end"].to_numpy().astype("datetime64[D]"),
             "vector": np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)}
 
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory):
-    """100 842 rows (16 807 res-9 cells x 6 years, 32-d), every index built."""
+    """100 842 rows (16 807 res-9 cells x 6 years, 2-day windows, 32-d), every index built."""
     store = EmbeddingStore(tmp_path_factory.mktemp("sweep") / "db")
-    write_synthetic(store, "big", h3.latlng_to_cell(*HAVELLAND, 4), 9, list(range(2018, 2024)), 32, seed=7)
+    write_synthetic(store, "big", h3.latlng_to_cell(*HAVELLAND, 4), 9, list(range(2018, 2024)), 32, seed=7,
+                    window_days=2)
     report = ensure_indexes(store.table("big"), IndexPolicy())
     assert set(report.created) == {*BTREE_COLUMNS, *BITMAP_COLUMNS, "vector"}
     return store, _rows(store, "big")
@@ -58,20 +60,31 @@ def _band(rows: dict[str, np.ndarray], fraction: float, year: int) -> tuple[str,
     return f"year = {year} AND lat >= {low!r} AND lat < {high!r}", mask
 
 
+def _window(rows: dict[str, np.ndarray], start: str, end: str) -> tuple[SearchFilters, np.ndarray]:
+    """A time-window filter and its mask: [start, end) overlaps [t_start, t_end)."""
+    mask = (rows["t_end"] > np.datetime64(start)) & (rows["t_start"] < np.datetime64(end))
+    return SearchFilters(start=start, end=end), mask
+
+
 def test_selectivity_sweep_recall_and_fill(large):
     store, rows = large
     years = rows["year"]
-    cases = [(fraction, *_band(rows, fraction, 2020)) for fraction in (1e-4, 1e-3, 1e-2, 0.1)]
-    cases += [(0.33, "year IN (2019, 2022)", np.isin(years, [2019, 2022])),
-              (0.67, "year >= 2020", years >= 2020), (1.0, None, np.ones(len(years), bool))]
+    cases = [(fraction, SearchFilters(where=where), mask)
+             for fraction in (1e-4, 1e-3, 1e-2, 0.1) for where, mask in [_band(rows, fraction, 2020)]]
+    cases += [(0.33, SearchFilters(where="year IN (2019, 2022)"), np.isin(years, [2019, 2022])),
+              (0.67, SearchFilters(where="year >= 2020"), years >= 2020),
+              (1.0, SearchFilters(), np.ones(len(years), bool))]
+    # time windows: 1 day (~0.1 %), a month (~1.5 %), a quarter (~4 %), two years (33 %)
+    cases += [(share, *_window(rows, start, end)) for share, start, end in [
+        (1e-3, "2021-05-10", "2021-05-11"), (0.015, "2019-03-01", "2019-04-01"),
+        (0.04, "2022-01-01", "2022-04-01"), (0.33, "2020-01-01", "2022-01-01")]]
     rng = np.random.default_rng(11)
     unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
     routes = set()
-    for fraction, where, mask in cases:
+    for fraction, filters, mask in cases:
         recalls = []
         for i in rng.choice(len(years), 20, replace=False):
-            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10,
-                                                        filters=SearchFilters(where=where)))
+            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10, filters=filters))
             scores = unit[mask] @ unit[i]
             truth = set(rows["key"][mask][np.argsort(-scores)[:10]])
             assert len(result) == min(10, int(mask.sum())), (fraction, result.notes)  # fill

@@ -21,8 +21,8 @@ from lance.dataset import serialize_row_addrs
 from rsembed_db.errors import SpecError
 from rsembed_db.query.anchors import resolve_query
 from rsembed_db.query.filters import CompiledFilter, compile_filters, tiling_of
-from rsembed_db.query.profile import table_profile
-from rsembed_db.query.request import SearchRequest
+from rsembed_db.query.profile import TableProfile, table_profile
+from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.result import SearchResult, fetch_columns, result_table
 from rsembed_db.query.router import Route, choose_route
 from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
@@ -69,10 +69,12 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
     resolved = resolve_query(profile, request)
     notes = []
     if request.tiling == "auto" and request.filters.tiling is None and resolved.keys:
-        tiling = _tiling_of_key(dataset, resolved.keys[0])
+        tilings = profile.tilings()
+        tiling = next(iter(tilings)) if len(tilings) == 1 else _tiling_of_key(dataset, resolved.keys[0])
         request = replace(request, filters=replace(request.filters, tiling=tiling))
         notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
-    compiled = compile_filters(request.filters)
+    compiled = compile_filters(_without_noop_tiling(request.filters, profile),
+                               max_window_days=profile.max_window_days() if request.filters.start else None)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
     try:
@@ -96,6 +98,15 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
         rows = pa.schema([*(dataset.schema.field(c) for c in columns), pa.field("_distance", pa.float32())]).empty_table()
     return SearchResult(_finish(rows, excluded, request, profile.model), request.metric, request.k, route.kind,
                         route.matched, resolved.keys, time.perf_counter() - started, [*notes, route.reason])
+
+
+def _without_noop_tiling(filters: SearchFilters, profile: TableProfile) -> SearchFilters:
+    """``filters`` without a tiling condition every row of the table meets (a table of one
+    tiling: the usual case), which would otherwise prefilter every row."""
+    wanted = filters.tiling
+    if wanted is not None and all(t == wanted or (wanted == "h3" and t.startswith("h3")) for t in profile.tilings()):
+        return replace(filters, tiling=None)
+    return filters
 
 
 def _tiling_of_key(dataset, key: str) -> str:

@@ -20,7 +20,7 @@ from rsembed_db.store.lance_store import EmbeddingStore
 from rsembed_db.store.schema import vector_dim
 
 BTREE_COLUMNS = ("key", "h3", "t_start", "t_end", "lon", "lat", "minlon", "minlat", "maxlon", "maxlat")
-BITMAP_COLUMNS = ("model", "year", "h3_res")  # few distinct values
+BITMAP_COLUMNS = ("model", "model_config", "spatial_kind", "year", "h3_res")  # few distinct values
 VECTOR_INDEX_TYPES = {"IVF_PQ": IvfPq, "IVF_RQ": IvfRq, "IVF_HNSW_SQ": IvfHnswSq}
 INDEX_METRICS = ("cosine", "l2", "dot")
 PQ_MIN_ROWS = 256  # PQ trains 256 centroids per sub-vector
