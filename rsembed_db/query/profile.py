@@ -48,6 +48,7 @@ class TableProfile:
     _extent: tuple[float, float] | None = field(default=None, repr=False)
     _window: tuple[int | None] | None = field(default=None, repr=False)
     _tilings: frozenset[str] | None = field(default=None, repr=False)
+    _matches_all: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def footprint_extent(self) -> tuple[float, float]:
         """The widest and the tallest footprint bbox, in degrees (read on first use): a
@@ -69,6 +70,17 @@ class TableProfile:
                 pairs = kinds.group_by(["spatial_kind", "h3_res"]).aggregate([]).to_pylist()
                 self._tilings = frozenset(tiling_of(p["spatial_kind"], p["h3_res"]) for p in pairs)
             return self._tilings
+
+    def matches_all(self, sql: str) -> bool:
+        """Whether every row passes ``sql`` (counted exactly once per version: an indexed
+        equality costs well under a millisecond)."""
+        with self._lock:
+            known = self._matches_all.get(sql)
+        if known is None:
+            known = self.dataset.count_rows(filter=sql) == self.rows
+            with self._lock:
+                self._matches_all[sql] = known
+        return known
 
     def max_window_days(self) -> int | None:
         """The longest ``t_end - t_start`` of any row, in days (read on first use), or None

@@ -73,7 +73,7 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
         tiling = next(iter(tilings)) if len(tilings) == 1 else _tiling_of_key(dataset, resolved.keys[0])
         request = replace(request, filters=replace(request.filters, tiling=tiling))
         notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
-    compiled = compile_filters(_without_noop_tiling(request.filters, profile),
+    compiled = compile_filters(_without_table_wide(request.filters, profile),
                                max_window_days=profile.max_window_days() if request.filters.start else None)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
@@ -100,12 +100,18 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
                         route.matched, resolved.keys, time.perf_counter() - started, [*notes, route.reason])
 
 
-def _without_noop_tiling(filters: SearchFilters, profile: TableProfile) -> SearchFilters:
-    """``filters`` without a tiling condition every row of the table meets (a table of one
-    tiling: the usual case), which would otherwise prefilter every row."""
+def _without_table_wide(filters: SearchFilters, profile: TableProfile) -> SearchFilters:
+    """``filters`` without the conditions every row of the table meets: the tiling of a
+    table of one tiling, the model and model variant of a table of one variant (the usual
+    case; the service adds the variant to every model query). Each would otherwise make
+    LanceDB prefilter every row."""
     wanted = filters.tiling
     if wanted is not None and all(t == wanted or (wanted == "h3" and t.startswith("h3")) for t in profile.tilings()):
-        return replace(filters, tiling=None)
+        filters = replace(filters, tiling=None)
+    if filters.model is not None and filters.model == profile.model:
+        filters = replace(filters, model=None)
+    if filters.model_config is not None and profile.matches_all(f"model_config = {sql_quote([filters.model_config])}"):
+        filters = replace(filters, model_config=None)
     return filters
 
 
