@@ -12,6 +12,7 @@ import pytest
 import shapely
 
 from rsembed_db.errors import NotFound
+from rsembed_db.query import hot
 from rsembed_db.query.filters import descendant_range
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.search import search
@@ -24,15 +25,20 @@ YEARS = [2019, 2020, 2021]
 TABLE = "syn"
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """A 7203-row table of 16-d vectors (no vector index) and its rows as numpy."""
+@pytest.fixture(scope="module", params=["lance", "in-memory"])
+def small(request, tmp_path_factory):
+    """A 7203-row table of 16-d vectors (no vector index) and its rows as numpy; every test
+    runs twice: exact search reading Lance, and over the in-memory copy of the vectors."""
     store = EmbeddingStore(tmp_path_factory.mktemp("search") / "db")
     write_synthetic(store, TABLE, PARENT, 9, YEARS, 16, seed=3)
     data = store.table(TABLE).to_lance().to_table(columns=["key", "lon", "lat", "h3", "year", "t_start", "vector"])
     rows = {name: data[name].to_numpy(zero_copy_only=False) for name in ("key", "lon", "lat", "h3", "year")}
     rows["vector"] = np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)
-    return store, rows
+    hot.configure(64 if request.param == "in-memory" else 0)  # 0 also undoes an app's budget
+    if request.param == "in-memory":
+        assert hot.warm(store, TABLE).vectors.shape == (7203, 16)
+    yield store, rows
+    hot.configure(0)
 
 
 def numpy_distances(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
@@ -65,6 +71,7 @@ def test_exact_top_k_matches_numpy(small, metric):
     query = np.random.default_rng(1).normal(size=16).astype(np.float32)
     result = search(store, TABLE, SearchRequest(vector=query, k=15, metric=metric))
     assert result.route == "exact" and result.metric == metric
+    assert ("in-memory" in result.notes[-1]) == (hot.CACHE.budget > 0)
     assert_exact(result, rows, query, metric, 15)
     assert result.rows["distance"].to_pylist() == sorted(result.rows["distance"].to_pylist())
 
@@ -322,3 +329,32 @@ def test_request_from_dict_round_trip():
                                                    "h3_parent": PARENT, "where": "h3_res = 9"}})
     assert request.near == (12.5, 52.4) and request.query_kind == "near"
     assert request.filters.bbox == BBox(12, 52, 13, 53) and request.filters.h3_parent.hex == PARENT
+
+
+def test_in_memory_vectors_follow_the_table(tmp_path):
+    """The in-memory copy is used only while it holds exactly the table's rows: after an
+    append the search runs on Lance (and still finds the new rows) until the copy is
+    refreshed with the added fragment; after a delete the copy is read again."""
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(52.5, 12.8, 6)
+    write_synthetic(store, "t", parent, 9, [2020], 8, seed=1)  # 343 rows
+    hot.configure(16)
+    try:
+        first = hot.warm(store, "t")
+        assert first.vectors.shape == (343, 8)
+        query = write_synthetic(store, "t", parent, 9, [2021], 8, seed=2)[0]  # a second fragment
+        stale = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" not in stale.notes[-1] and stale.rows["distance"][0].as_py() == pytest.approx(0, abs=1e-6)
+        assert stale.rows["t_start"][0].as_py().year == 2021
+        refreshed = hot.warm(store, "t")
+        assert refreshed.vectors.shape == (686, 8) and refreshed.fragments[:1] == first.fragments  # appended
+        fresh = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" in fresh.notes[-1] and fresh.keys == stale.keys
+        store.ensure_table("t", 8).delete(f"key = '{fresh.keys[0]}'")
+        assert "in-memory" not in search(store, "t", SearchRequest(vector=query, k=3)).notes[-1]
+        again = hot.warm(store, "t")
+        assert again.vectors.shape == (685, 8)
+        after = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" in after.notes[-1] and after.keys[:2] == fresh.keys[1:]
+    finally:
+        hot.configure(0)

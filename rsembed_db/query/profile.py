@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rsembed_db.query.filters import tiling_of
+from rsembed_db.query.hot import Fingerprint, fingerprint
 from rsembed_db.query.where import scalar_columns
 from rsembed_db.store.indexes import VectorIndexInfo, vector_index_info
 from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
@@ -49,6 +50,7 @@ class TableProfile:
     _window: tuple[int | None] | None = field(default=None, repr=False)
     _tilings: frozenset[str] | None = field(default=None, repr=False)
     _matches_all: dict[str, bool] = field(default_factory=dict, repr=False)
+    _fragments: Fingerprint | None = field(default=None, repr=False)
 
     def footprint_extent(self) -> tuple[float, float]:
         """The widest and the tallest footprint bbox, in degrees (read on first use): a
@@ -70,6 +72,12 @@ class TableProfile:
                 pairs = kinds.group_by(["spatial_kind", "h3_res"]).aggregate([]).to_pylist()
                 self._tilings = frozenset(tiling_of(p["spatial_kind"], p["h3_res"]) for p in pairs)
             return self._tilings
+
+    def fragments(self) -> Fingerprint:
+        """The version's data files (``hot.fingerprint``), read on first use."""
+        if self._fragments is None:
+            self._fragments = fingerprint(self.dataset)
+        return self._fragments
 
     def matches_all(self, sql: str) -> bool:
         """Whether every row passes ``sql`` (counted exactly once per version: an indexed

@@ -21,6 +21,7 @@ from lance.dataset import serialize_row_addrs
 from rsembed_db.errors import SpecError
 from rsembed_db.query.anchors import resolve_query
 from rsembed_db.query.filters import CompiledFilter, compile_filters, tiling_of
+from rsembed_db.query.hot import CACHE, HotVectors
 from rsembed_db.query.profile import TableProfile, table_profile
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.result import SearchResult, fetch_columns, result_table
@@ -28,11 +29,10 @@ from rsembed_db.query.router import Route, choose_route
 from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
 
 
-def _polygon_allowlist(dataset, compiled: CompiledFilter) -> tuple[bytes, int]:
-    """Row ids passing the SQL prefilter and the exact polygon test, serialised for Lance."""
-    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_id=True)
-    ids = candidates["_rowid"].to_numpy()[compiled.polygon.mask(candidates)]
-    return serialize_row_addrs(ids.tolist()), len(ids)
+def _polygon_rows(dataset, compiled: CompiledFilter) -> np.ndarray:
+    """Row addresses passing the SQL prefilter and the exact polygon test."""
+    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_address=True)
+    return candidates["_rowaddr"].to_numpy()[compiled.polygon.mask(candidates)]
 
 
 def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql: str | None,
@@ -43,6 +43,24 @@ def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql:
     scanner = dataset.scanner(columns=[*columns, "_distance"], nearest=nearest, filter=sql, prefilter=True,
                               row_addr_allowlist=allowlist, disable_scoring_autoprojection=True)
     return scanner.to_table()
+
+
+TIE_MARGIN = 8  # extra candidates, so ties at the k-th distance are broken by key like Lance's rows
+
+
+def _nearest_hot(hot: HotVectors, dataset, query: np.ndarray, metric: str, k: int, sql: str | None,
+                 allowed: np.ndarray | None, columns: list[str]) -> pa.Table | None:
+    """The exact route over in-memory vectors: the filter's row addresses from Lance's
+    scalar indexes, distances in numpy, the result columns of the nearest rows read
+    from Lance. None when a matching row is not in the copy."""
+    if allowed is None and sql is not None:
+        allowed = dataset.scanner(columns=[], filter=sql, with_row_address=True).to_table()["_rowaddr"].to_numpy()
+    positions = None if allowed is None else hot.positions(allowed)
+    if allowed is not None and positions is None:
+        return None
+    addresses, distances = hot.nearest(query, positions, metric, k + TIE_MARGIN)
+    rows = dataset._take_rows(addresses.tolist(), columns=columns)  # noqa: SLF001 - take by row address
+    return rows.append_column("_distance", pa.array(distances, pa.float32()))
 
 
 def _finish(rows: pa.Table, excluded: tuple[str, ...], request: SearchRequest, model: str | None) -> pa.Table:
@@ -78,20 +96,32 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
     try:
-        allowlist, allowed = _polygon_allowlist(dataset, compiled) if compiled.polygon else (None, None)
-        if allowed == 0:
+        allowed = _polygon_rows(dataset, compiled) if compiled.polygon else None
+        allowlist = None if allowed is None else serialize_row_addrs(allowed.tolist())
+        hot = CACHE.fresh((store.uri, table_name), dataset, profile.fragments())
+        if allowed is not None and len(allowed) == 0:
             route, rows = Route("exact", "no row inside the polygon", 0), None
         else:
             route = choose_route(profile, request.metric,
-                                 lambda: allowed if allowed is not None else profile.estimate(compiled.sql),
+                                 lambda: len(allowed) if allowed is not None else profile.estimate(compiled.sql),
                                  request.exact)
             if allowed is not None:  # the polygon test counted the matching rows exactly
-                route = replace(route, matched=allowed)
+                route = replace(route, matched=len(allowed))
             fetch = request.k + len(excluded)
-            rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+
+            def run(route: Route) -> tuple[Route, pa.Table]:
+                if route.kind == "exact" and hot is not None:
+                    rows = _nearest_hot(hot, dataset, resolved.vector, request.metric, fetch, compiled.sql, allowed,
+                                        columns)
+                    if rows is not None:
+                        return replace(route, reason=f"{route.reason}; over in-memory vectors"), rows
+                return route, _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql,
+                                       allowlist, columns)
+
+            route, rows = run(route)
             if route.kind == "ann" and rows.num_rows < fetch:  # cannot fill k: the estimate was off
-                route = Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact", route.matched)
-                rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+                route, rows = run(Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact",
+                                        route.matched))
     except (ValueError, OSError) as exc:
         raise _filter_error(exc, request) from exc
     if rows is None:

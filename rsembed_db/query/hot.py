@@ -1,0 +1,222 @@
+"""Hot vectors: a table's vectors held in memory for the exact route.
+
+An exact search over the rows a filter keeps reads each kept row's vector from Lance, a
+random access per row: ~40 ms for 10 000 rows scattered over a 1M-row table (a one-month
+time window), where a numpy product over the same rows held in memory takes ~1 ms. So a
+process may keep tables' vectors in memory, within a budget (``configure(megabytes)``;
+``$RSEMBED_SEARCH_CACHE_MB``; 0, the library's and the CLI's default, keeps none; the
+service keeps up to ``ServiceSettings.search_cache_mb``).
+
+Lance stays the source of truth and the fallback. A copy is tied to the table's data
+files (fragment ids and their metadata, deletions included): a search uses it only when
+the table's latest version has exactly those files, else it runs on Lance while the copy
+is refreshed in the background, reading only the fragments added since (appends) or the
+whole table (after a compaction, delete or update). The filter itself is still answered
+by Lance's scalar indexes (row addresses), so copies never hold scalar columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from rsembed_db.errors import SpecError
+
+ENV_BUDGET = "RSEMBED_SEARCH_CACHE_MB"
+
+Fingerprint = tuple[tuple[int, str], ...]
+
+
+def fingerprint(dataset) -> Fingerprint:
+    """The table's data files: each fragment's id and metadata (data files, deletions)."""
+    return tuple((f.fragment_id, json.dumps(f.metadata.to_json(), sort_keys=True, default=str))
+                 for f in dataset.get_fragments())
+
+
+@dataclass(frozen=True)
+class HotVectors:
+    """Every live row's vector, ordered by row address, with its norm."""
+
+    fragments: Fingerprint
+    addresses: np.ndarray  # uint64, ascending
+    vectors: np.ndarray  # (N, D) float32
+    norms: np.ndarray  # (N,) float32
+
+    @property
+    def nbytes(self) -> int:
+        return self.addresses.nbytes + self.vectors.nbytes + self.norms.nbytes
+
+    def positions(self, addresses: np.ndarray) -> np.ndarray | None:
+        """Positions of ``addresses`` in the copy, or None if one is not in it."""
+        found = np.searchsorted(self.addresses, addresses)
+        if found.size and (found.max() >= len(self.addresses) or (self.addresses[found] != addresses).any()):
+            return None
+        return found
+
+    def nearest(self, query: np.ndarray, positions: np.ndarray | None, metric: str,
+                count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row addresses and distances (LanceDB's: cosine ``1 - cos``, l2 squared, dot
+        ``1 - a.b``) of the ``count`` rows nearest to ``query``, nearest first, among
+        ``positions`` (None: all rows)."""
+        vectors = self.vectors if positions is None else self.vectors[positions]
+        norms = self.norms if positions is None else self.norms[positions]
+        query = np.asarray(query, np.float32)
+        dots = vectors @ query
+        if metric == "cosine":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                distances = 1.0 - dots / (norms * np.float32(np.linalg.norm(query)))
+        elif metric == "l2":
+            distances = np.maximum(norms * norms - 2.0 * dots + np.float32(query @ query), 0.0)
+        else:
+            distances = 1.0 - dots
+        distances = np.nan_to_num(distances.astype(np.float32), nan=np.inf)
+        if count < len(distances):
+            top = np.argpartition(distances, count)[:count]
+        else:
+            top = np.arange(len(distances))
+        top = top[np.argsort(distances[top], kind="stable")]
+        chosen = top if positions is None else positions[top]
+        return self.addresses[chosen], distances[top]
+
+
+def _read(dataset, fragments) -> tuple[np.ndarray, np.ndarray]:
+    """Row addresses and vectors of ``fragments`` (None: all)."""
+    addresses, vectors = [], []
+    scanner = dataset.scanner(columns=["vector"], with_row_address=True, fragments=fragments)
+    for batch in scanner.to_batches():
+        column = batch.column("vector")
+        dim = column.type.list_size
+        addresses.append(batch.column("_rowaddr").to_numpy())
+        vectors.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False))
+    if not addresses:
+        dim = dataset.schema.field("vector").type.list_size
+        return np.zeros(0, np.uint64), np.zeros((0, dim), np.float32)
+    return np.concatenate(addresses), np.concatenate(vectors)
+
+
+def load(dataset, previous: HotVectors | None = None) -> HotVectors:
+    """The copy of ``dataset``'s rows; from ``previous`` plus the fragments added since,
+    when its fragments are unchanged (an append), else read whole."""
+    files = fingerprint(dataset)
+    reuse = previous is not None and files[:len(previous.fragments)] == previous.fragments
+    if reuse:
+        added = [dataset.get_fragment(fid) for fid, _ in files[len(previous.fragments):]]
+        new_addresses, new_vectors = _read(dataset, added) if added else (np.zeros(0, np.uint64), None)
+        addresses = np.concatenate([previous.addresses, new_addresses])
+        vectors = np.concatenate([previous.vectors, new_vectors]) if added else previous.vectors
+        norms = np.concatenate([previous.norms, np.linalg.norm(new_vectors, axis=1)]) if added else previous.norms
+    else:
+        addresses, vectors = _read(dataset, None)
+        norms = np.linalg.norm(vectors, axis=1)
+    if addresses.size > 1 and not (np.diff(addresses.astype(np.int64)) > 0).all():
+        order = np.argsort(addresses, kind="stable")
+        addresses, vectors, norms = addresses[order], vectors[order], norms[order]
+    return HotVectors(files, addresses, vectors, norms.astype(np.float32))
+
+
+class HotCache:
+    """The copies this process keeps, least recently used evicted beyond ``budget`` bytes;
+    refreshed in one background thread per table."""
+
+    def __init__(self, budget_bytes: int | None) -> None:
+        self._budget = budget_bytes  # None: $RSEMBED_SEARCH_CACHE_MB, read on first use
+        self._copies: OrderedDict[tuple[str, str], HotVectors] = OrderedDict()
+        self._loading: set[tuple[str, str]] = set()
+        self.last_error: str | None = None  # of the last failed background refresh
+        self._lock = threading.Lock()
+
+    @property
+    def budget(self) -> int:
+        if self._budget is None:
+            self._budget = _budget_from_env()
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: int) -> None:
+        self._budget = value
+
+    def fresh(self, key: tuple[str, str], dataset, files: Fingerprint) -> HotVectors | None:
+        """The copy for ``key`` if it holds exactly the rows of ``dataset`` (whose data files
+        are ``files``); otherwise None, and a refresh starts in the background (when the
+        table can fit the budget)."""
+        if self.budget <= 0:
+            return None
+        with self._lock:
+            copy = self._copies.get(key)
+            if copy is not None and copy.fragments == files:
+                self._copies.move_to_end(key)
+                return copy
+            start = key not in self._loading and self._fits(dataset)
+            if start:
+                self._loading.add(key)
+        if start:
+            threading.Thread(target=self._refresh, args=(key, dataset, copy), daemon=True,
+                             name=f"hot-vectors-{key[1]}").start()
+        return None
+
+    def warm(self, key: tuple[str, str], dataset) -> HotVectors | None:
+        """Load (or refresh) the copy for ``key`` now; None when it does not fit the budget."""
+        with self._lock:
+            copy = self._copies.get(key)
+        if copy is not None and copy.fragments == fingerprint(dataset):
+            return copy
+        if self.budget <= 0 or not self._fits(dataset):
+            return None
+        return self._store(key, load(dataset, copy))
+
+    def _fits(self, dataset) -> bool:
+        dim = dataset.schema.field("vector").type.list_size
+        return dataset.count_rows() * (dim * 4 + 12) <= self.budget
+
+    def _refresh(self, key: tuple[str, str], dataset, previous: HotVectors | None) -> None:
+        try:
+            self._store(key, load(dataset, previous))
+        except Exception as exc:  # noqa: BLE001 - a cache: searches stay on Lance; the next one retries
+            self.last_error = f"{key[1]}: {exc}"
+        finally:
+            with self._lock:
+                self._loading.discard(key)
+
+    def _store(self, key: tuple[str, str], copy: HotVectors) -> HotVectors | None:
+        with self._lock:
+            self._copies.pop(key, None)
+            if copy.nbytes > self.budget:
+                return None
+            self._copies[key] = copy
+            while sum(c.nbytes for c in self._copies.values()) > self.budget:
+                self._copies.popitem(last=False)
+            return copy
+
+    def clear(self) -> None:
+        with self._lock:
+            self._copies.clear()
+
+
+def _budget_from_env() -> int:
+    raw = os.environ.get(ENV_BUDGET, "0")
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise SpecError(ENV_BUDGET, f"must be a number of megabytes, got {raw!r}") from None
+    return max(int(megabytes * 1024 * 1024), 0)
+
+
+CACHE = HotCache(None)
+
+
+def configure(megabytes: float) -> None:
+    """Keep up to ``megabytes`` of tables' vectors in memory in this process (0: none)."""
+    CACHE.budget = max(int(megabytes * 1024 * 1024), 0)
+    if CACHE.budget == 0:
+        CACHE.clear()
+
+
+def warm(store, name: str) -> HotVectors | None:
+    """Load (or refresh) table ``name``'s copy now, as searches of it would in the
+    background; None when the budget is 0 or too small for the table."""
+    return CACHE.warm((store.uri, name), store.dataset(name))
