@@ -142,13 +142,23 @@ def windows(tmp_path_factory):
     return store, rows
 
 
-def test_time_window_filters_are_exact_with_the_t_start_bound(windows):
+@pytest.fixture(params=["lance", "in-memory"])
+def memory(request):
+    """Run a test on Lance and over in-memory vectors (the window then tested in numpy)."""
+    hot.configure(64 if request.param == "in-memory" else 0)
+    yield request.param
+    hot.configure(0)
+
+
+def test_time_window_filters_are_exact_with_the_t_start_bound(windows, memory):
     """[start, end) overlaps [t_start, t_end): exact top-k at every window length, with the
     implied lower bound on t_start (the table's longest window is 3 days) in the SQL."""
     from rsembed_db.query.filters import compile_filters
     from rsembed_db.query.profile import table_profile
 
     store, rows = windows
+    if memory == "in-memory":
+        hot.warm(store, TABLE)
     assert table_profile(store, TABLE).max_window_days() == 3
     sql = compile_filters(SearchFilters(start="2020-06-10", end="2020-06-11"), max_window_days=3).sql
     assert "t_start > date '2020-06-07'" in sql and "t_end" in sql
@@ -163,10 +173,10 @@ def test_time_window_filters_are_exact_with_the_t_start_bound(windows):
         assert mask.any(), (start, end)
         result = search(store, TABLE, SearchRequest(vector=query, k=10, filters=SearchFilters(start=start, end=end)))
         assert_exact(result, rows, query, "cosine", 10, mask)
-        assert result.matched is None or result.matched >= 0
+        assert ("in-memory" in result.notes[-1]) == (memory == "in-memory")
 
 
-def test_rows_without_a_start_keep_the_plain_overlap_test(tmp_path):
+def test_rows_without_a_start_keep_the_plain_overlap_test(tmp_path, memory):
     """A row with an end but no start: no t_start bound is implied, so it still matches an
     open-ended ``start`` filter exactly as before."""
     from rsembed_db.query.profile import table_profile
@@ -181,10 +191,15 @@ def test_rows_without_a_start_keep_the_plain_overlap_test(tmp_path):
     rows = rows.set_column(rows.schema.get_field_index("t_start"), "t_start", pa.array(starts, pa.date32()))
     store.ensure_table("t", 8).add(rows)
     assert table_profile(store, "t").max_window_days() is None
+    if memory == "in-memory":
+        assert np.isnan(hot.warm(store, "t").t_start).sum() == 1
     end = rows["t_end"][0].as_py()
     result = search(store, "t", SearchRequest(vector=vectors[0], k=3, filters=SearchFilters(
         start=end - dt.timedelta(days=1))))
     assert result.keys[0] == rows["key"][0].as_py()
+    bounded = search(store, "t", SearchRequest(vector=vectors[0], k=3, filters=SearchFilters(
+        start=end - dt.timedelta(days=1), end=end + dt.timedelta(days=30))))
+    assert rows["key"][0].as_py() not in bounded.keys  # t_start < end is null: not a match
 
 
 def test_h3_parent_ranges_are_exactly_the_descendants():

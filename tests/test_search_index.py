@@ -13,6 +13,7 @@ import pytest
 from rsembed_db.ingest.engine import run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord
+from rsembed_db.query import hot
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.router import EXACT_MAX_ROWS
 from rsembed_db.query.search import search
@@ -66,8 +67,18 @@ def _window(rows: dict[str, np.ndarray], start: str, end: str) -> tuple[SearchFi
     return SearchFilters(start=start, end=end), mask
 
 
-def test_selectivity_sweep_recall_and_fill(large):
+@pytest.fixture(params=["lance", "in-memory"])
+def memory(request):
+    """Exact searches read Lance, or run over in-memory vectors (``query.hot``)."""
+    hot.configure(256 if request.param == "in-memory" else 0)
+    yield request.param
+    hot.configure(0)
+
+
+def test_selectivity_sweep_recall_and_fill(large, memory):
     store, rows = large
+    if memory == "in-memory":
+        assert hot.warm(store, "big") is not None
     years = rows["year"]
     cases = [(fraction, SearchFilters(where=where), mask)
              for fraction in (1e-4, 1e-3, 1e-2, 0.1) for where, mask in [_band(rows, fraction, 2020)]]
@@ -91,6 +102,7 @@ def test_selectivity_sweep_recall_and_fill(large):
             recalls.append(len(truth & set(result.keys)) / len(truth))
             routes.add(result.route)
             assert result.route == ("exact" if mask.sum() < EXACT_MAX_ROWS else "ann"), result.notes
+            assert ("in-memory" in result.notes[-1]) == (memory == "in-memory" and result.route == "exact")
         assert np.mean(recalls) >= 0.95, (fraction, recalls)
     assert routes == {"exact", "ann"}
 

@@ -17,6 +17,7 @@ by Lance's scalar indexes (row addresses), so copies never hold scalar columns.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -24,6 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from rsembed_db.errors import SpecError
 
@@ -38,18 +40,37 @@ def fingerprint(dataset) -> Fingerprint:
                  for f in dataset.get_fragments())
 
 
+EPOCH = dt.date(1970, 1, 1)
+BYTES_PER_ROW = 8 + 4 + 4 + 4  # address, norm, t_start, t_end (+ 4 per dimension)
+
+
 @dataclass(frozen=True)
 class HotVectors:
-    """Every live row's vector, ordered by row address, with its norm."""
+    """Every live row's vector, ordered by row address, with its norm and its window
+    (``t_start`` / ``t_end`` as days since 1970, NaN when null: comparisons with a null
+    are false, as in SQL)."""
 
     fragments: Fingerprint
     addresses: np.ndarray  # uint64, ascending
     vectors: np.ndarray  # (N, D) float32
     norms: np.ndarray  # (N,) float32
+    t_start: np.ndarray  # (N,) float32 days
+    t_end: np.ndarray  # (N,) float32 days
 
     @property
     def nbytes(self) -> int:
-        return self.addresses.nbytes + self.vectors.nbytes + self.norms.nbytes
+        return sum(a.nbytes for a in (self.addresses, self.vectors, self.norms, self.t_start, self.t_end))
+
+    def in_window(self, positions: np.ndarray | None, start: dt.date | None, end: dt.date | None) -> np.ndarray:
+        """The ``positions`` (None: all rows) whose window overlaps ``[start, end)``:
+        ``t_end > start AND t_start < end``, either bound open."""
+        positions = np.arange(len(self.addresses)) if positions is None else positions
+        keep = np.ones(len(positions), bool)
+        if start is not None:
+            keep &= self.t_end[positions] > (start - EPOCH).days
+        if end is not None:
+            keep &= self.t_start[positions] < (end - EPOCH).days
+        return positions[keep]
 
     def positions(self, addresses: np.ndarray) -> np.ndarray | None:
         """Positions of ``addresses`` in the copy, or None if one is not in it."""
@@ -84,39 +105,40 @@ class HotVectors:
         return self.addresses[chosen], distances[top]
 
 
-def _read(dataset, fragments) -> tuple[np.ndarray, np.ndarray]:
-    """Row addresses and vectors of ``fragments`` (None: all)."""
-    addresses, vectors = [], []
-    scanner = dataset.scanner(columns=["vector"], with_row_address=True, fragments=fragments)
+def _read(dataset, fragments) -> dict[str, np.ndarray]:
+    """Row addresses, vectors and windows of ``fragments`` (None: all)."""
+    parts: dict[str, list[np.ndarray]] = {"addresses": [], "vectors": [], "t_start": [], "t_end": []}
+    dim = dataset.schema.field("vector").type.list_size
+    scanner = dataset.scanner(columns=["vector", "t_start", "t_end"], with_row_address=True, fragments=fragments)
     for batch in scanner.to_batches():
-        column = batch.column("vector")
-        dim = column.type.list_size
-        addresses.append(batch.column("_rowaddr").to_numpy())
-        vectors.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False))
-    if not addresses:
-        dim = dataset.schema.field("vector").type.list_size
-        return np.zeros(0, np.uint64), np.zeros((0, dim), np.float32)
-    return np.concatenate(addresses), np.concatenate(vectors)
+        parts["addresses"].append(batch.column("_rowaddr").to_numpy())
+        values = batch.column("vector").values.to_numpy(zero_copy_only=False)
+        parts["vectors"].append(values.reshape(-1, dim).astype(np.float32, copy=False))
+        for name in ("t_start", "t_end"):
+            days = batch.column(name).cast(pa.int32()).to_numpy(zero_copy_only=False)  # float NaN when null
+            parts[name].append(days.astype(np.float32))
+    if not parts["addresses"]:
+        return {"addresses": np.zeros(0, np.uint64), "vectors": np.zeros((0, dim), np.float32),
+                "t_start": np.zeros(0, np.float32), "t_end": np.zeros(0, np.float32)}
+    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
 
 
 def load(dataset, previous: HotVectors | None = None) -> HotVectors:
     """The copy of ``dataset``'s rows; from ``previous`` plus the fragments added since,
     when its fragments are unchanged (an append), else read whole."""
     files = fingerprint(dataset)
-    reuse = previous is not None and files[:len(previous.fragments)] == previous.fragments
-    if reuse:
-        added = [dataset.get_fragment(fid) for fid, _ in files[len(previous.fragments):]]
-        new_addresses, new_vectors = _read(dataset, added) if added else (np.zeros(0, np.uint64), None)
-        addresses = np.concatenate([previous.addresses, new_addresses])
-        vectors = np.concatenate([previous.vectors, new_vectors]) if added else previous.vectors
-        norms = np.concatenate([previous.norms, np.linalg.norm(new_vectors, axis=1)]) if added else previous.norms
+    if previous is not None and files[:len(previous.fragments)] == previous.fragments:
+        added = _read(dataset, [dataset.get_fragment(fid) for fid, _ in files[len(previous.fragments):]])
+        added["norms"] = np.linalg.norm(added["vectors"], axis=1).astype(np.float32)
+        columns = {name: np.concatenate([getattr(previous, name), values]) for name, values in added.items()}
     else:
-        addresses, vectors = _read(dataset, None)
-        norms = np.linalg.norm(vectors, axis=1)
+        columns = _read(dataset, None)
+        columns["norms"] = np.linalg.norm(columns["vectors"], axis=1).astype(np.float32)
+    addresses = columns["addresses"]
     if addresses.size > 1 and not (np.diff(addresses.astype(np.int64)) > 0).all():
         order = np.argsort(addresses, kind="stable")
-        addresses, vectors, norms = addresses[order], vectors[order], norms[order]
-    return HotVectors(files, addresses, vectors, norms.astype(np.float32))
+        columns = {name: values[order] for name, values in columns.items()}
+    return HotVectors(files, **columns)
 
 
 class HotCache:
@@ -171,7 +193,7 @@ class HotCache:
 
     def _fits(self, dataset) -> bool:
         dim = dataset.schema.field("vector").type.list_size
-        return dataset.count_rows() * (dim * 4 + 12) <= self.budget
+        return dataset.count_rows() * (dim * 4 + BYTES_PER_ROW) <= self.budget
 
     def _refresh(self, key: tuple[str, str], dataset, previous: HotVectors | None) -> None:
         try:

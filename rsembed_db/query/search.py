@@ -48,16 +48,22 @@ def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql:
 TIE_MARGIN = 8  # extra candidates, so ties at the k-th distance are broken by key like Lance's rows
 
 
-def _nearest_hot(hot: HotVectors, dataset, query: np.ndarray, metric: str, k: int, sql: str | None,
+def _nearest_hot(hot: HotVectors, dataset, query: np.ndarray, metric: str, k: int, filters: SearchFilters,
                  allowed: np.ndarray | None, columns: list[str]) -> pa.Table | None:
     """The exact route over in-memory vectors: the filter's row addresses from Lance's
-    scalar indexes, distances in numpy, the result columns of the nearest rows read
-    from Lance. None when a matching row is not in the copy."""
-    if allowed is None and sql is not None:
-        allowed = dataset.scanner(columns=[], filter=sql, with_row_address=True).to_table()["_rowaddr"].to_numpy()
+    scalar indexes (the time window tested in memory: on Lance it is a refine filter
+    reading each candidate's ``t_end``), distances in numpy, the result columns of the
+    nearest rows read from Lance. None when a matching row is not in the copy."""
+    window = filters.start is not None or filters.end is not None
+    if allowed is None:
+        sql = compile_filters(replace(filters, start=None, end=None)).sql if window else compile_filters(filters).sql
+        if sql is not None:
+            allowed = dataset.scanner(columns=[], filter=sql, with_row_address=True).to_table()["_rowaddr"].to_numpy()
     positions = None if allowed is None else hot.positions(allowed)
     if allowed is not None and positions is None:
         return None
+    if window:
+        positions = hot.in_window(positions, filters.start, filters.end)
     addresses, distances = hot.nearest(query, positions, metric, k + TIE_MARGIN)
     rows = dataset._take_rows(addresses.tolist(), columns=columns)  # noqa: SLF001 - take by row address
     return rows.append_column("_distance", pa.array(distances, pa.float32()))
@@ -91,8 +97,8 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
         tiling = next(iter(tilings)) if len(tilings) == 1 else _tiling_of_key(dataset, resolved.keys[0])
         request = replace(request, filters=replace(request.filters, tiling=tiling))
         notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
-    compiled = compile_filters(_without_table_wide(request.filters, profile),
-                               max_window_days=profile.max_window_days() if request.filters.start else None)
+    filters = _without_table_wide(request.filters, profile)
+    compiled = compile_filters(filters, max_window_days=profile.max_window_days() if filters.start else None)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
     try:
@@ -111,8 +117,7 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
 
             def run(route: Route) -> tuple[Route, pa.Table]:
                 if route.kind == "exact" and hot is not None:
-                    rows = _nearest_hot(hot, dataset, resolved.vector, request.metric, fetch, compiled.sql, allowed,
-                                        columns)
+                    rows = _nearest_hot(hot, dataset, resolved.vector, request.metric, fetch, filters, allowed, columns)
                     if rows is not None:
                         return replace(route, reason=f"{route.reason}; over in-memory vectors"), rows
                 return route, _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql,
