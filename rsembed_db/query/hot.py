@@ -64,13 +64,14 @@ class HotVectors:
     def in_window(self, positions: np.ndarray | None, start: dt.date | None, end: dt.date | None) -> np.ndarray:
         """The ``positions`` (None: all rows) whose window overlaps ``[start, end)``:
         ``t_end > start AND t_start < end``, either bound open."""
-        positions = np.arange(len(self.addresses)) if positions is None else positions
-        keep = np.ones(len(positions), bool)
+        t_start = self.t_start if positions is None else self.t_start[positions]
+        t_end = self.t_end if positions is None else self.t_end[positions]
+        keep = np.ones(len(t_start), bool)
         if start is not None:
-            keep &= self.t_end[positions] > (start - EPOCH).days
+            keep &= t_end > (start - EPOCH).days
         if end is not None:
-            keep &= self.t_start[positions] < (end - EPOCH).days
-        return positions[keep]
+            keep &= t_start < (end - EPOCH).days
+        return np.flatnonzero(keep) if positions is None else positions[keep]
 
     def positions(self, addresses: np.ndarray) -> np.ndarray | None:
         """Positions of ``addresses`` in the copy, or None if one is not in it."""
