@@ -88,7 +88,9 @@ class HotVectors:
         vectors = self.vectors if positions is None else self.vectors[positions]
         norms = self.norms if positions is None else self.norms[positions]
         query = np.asarray(query, np.float32)
-        dots = vectors @ query
+        # einsum, not BLAS gemv (``@``): gemv's threads spin on a busy machine (16 ms for
+        # 11 000 x 128 under load, against 0.3 ms single-threaded)
+        dots = np.einsum("ij,j->i", vectors, query)
         if metric == "cosine":
             with np.errstate(divide="ignore", invalid="ignore"):
                 distances = 1.0 - dots / (norms * np.float32(np.linalg.norm(query)))
