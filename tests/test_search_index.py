@@ -212,3 +212,27 @@ def test_optimize_keeps_rows_and_cleans_versions(tmp_path):
     assert search(store, "t", SearchRequest(key=key, k=3, exclude_query=False)).keys[0] == key
     with pytest.raises(SpecError, match="retention_days"):
         optimize_table(table, dt.timedelta(days=-1))
+
+
+def test_ensure_indexes_merges_many_small_fragments(tmp_path):
+    """An ingest commits a fragment every few hundred rows; past COMPACT_ABOVE_FRAGMENTS
+    ``ensure_indexes`` merges them (per-hit column reads grow with the fragment count),
+    keeping every row and the indexes."""
+    from rsembed_db.store.indexes import COMPACT_ABOVE_FRAGMENTS
+
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(*HAVELLAND, 6)
+    years = list(range(2000, 2000 + COMPACT_ABOVE_FRAGMENTS + 4))
+    write_synthetic(store, "t", parent, 9, years[:4], 8)
+    ensure_indexes(store.table("t"), IndexPolicy(vector_min_rows=256))
+    write_synthetic(store, "t", parent, 9, years[4:], 8)  # a fragment per year
+    table = store.table("t")
+    assert len(table.to_lance().get_fragments()) > COMPACT_ABOVE_FRAGMENTS
+    report = ensure_indexes(table, IndexPolicy(vector_min_rows=256))
+    assert report.fragments_before > COMPACT_ABOVE_FRAGMENTS >= report.fragments_after
+    assert report.rows_after == report.rows_before == 343 * len(years)
+    table = store.table("t")
+    assert vector_index_info(table).unindexed_rows == 0
+    key = _rows(store, "t")["key"][400]
+    assert search(store, "t", SearchRequest(key=key, k=3, exclude_query=False)).keys[0] == key
+    assert search(store, "t", SearchRequest(key=key, k=3, filters=SearchFilters(year=2001))).route == "exact"
