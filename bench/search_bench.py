@@ -46,6 +46,7 @@ from rsembed_db.store.synthetic import synthetic_cells, synthetic_vectors, write
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 START, END = "<!-- search-bench:start -->", "<!-- search-bench:end -->"
+HEADING = "## Search (bench/search_bench.py)"
 PARENT = h3.latlng_to_cell(52.5, 12.8, 3)  # 117 649 res-9 cells
 TABLE = "bench"
 K = 10
@@ -268,8 +269,8 @@ def http_overhead(db: Path, vectors, meta, queries: np.ndarray, cache_mb: float)
 def render(rows: list[dict], threads: list[dict], http: dict, before: dict | None, meta: dict, args, info) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
-    lines = [START, "## Search (bench/search_bench.py)", "",
-             f"{dt.date.today()}, commit {commit}. Command: `.venv/bin/python bench/search_bench.py --rows {args.rows} "
+    lines = [f"### {dt.date.today()}, commit {commit}" + (" (before / after)" if before else ""), "",
+             f"Command: `.venv/bin/python bench/search_bench.py --rows {args.rows} "
              f"--dim {args.dim} --index-type {args.index_type}`. {len(meta['key']):,} rows x {args.dim}-d float32, "
              f"one-day windows at random days of 9 years, {args.queries} queries per scenario (p50 over the last "
              f"{args.queries - 3}), k={K}, cosine. Machine: this project's 2-core CPU box; load average "
@@ -324,14 +325,18 @@ def render(rows: list[dict], threads: list[dict], http: dict, before: dict | Non
         if before:
             line += f" {old['http_p50'] / old['local_p50']:.2f}x |" if old else " |"
         lines.append(line)
-    lines.append(END)
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
+def write_section(run: str) -> None:
+    """Add ``run`` to the top of the search section of RESULTS.md; earlier runs stay below
+    it (the history)."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
+    pattern = re.compile(re.escape(START) + "\n" + re.escape(HEADING) + "\n(.*?)" + re.escape(END), re.S)
+    match = pattern.search(old)
+    earlier = match.group(1).strip("\n") if match else ""
+    section = "\n".join([START, HEADING, "", run, *(["", earlier] if earlier else []), END])
+    new = old[:match.start()] + section + old[match.end():] if match else old.rstrip("\n") + "\n\n" + section + "\n"
     RESULTS.write_text(new)
 
 
