@@ -102,7 +102,8 @@ def test_selectivity_sweep_recall_and_fill(large, memory):
             recalls.append(len(truth & set(result.keys)) / len(truth))
             routes.add(result.route)
             assert result.route == ("exact" if mask.sum() < EXACT_MAX_ROWS else "ann"), result.notes
-            assert ("in-memory" in result.notes[-1]) == (memory == "in-memory" and result.route == "exact")
+            in_memory = memory == "in-memory" and (result.route == "exact" or filters == SearchFilters())  # HNSW
+            assert ("in-memory" in result.notes[-1]) == in_memory, result.notes
         assert np.mean(recalls) >= 0.95, (fraction, recalls)
     assert routes == {"exact", "ann"}
 
@@ -236,3 +237,47 @@ def test_ensure_indexes_merges_many_small_fragments(tmp_path):
     key = _rows(store, "t")["key"][400]
     assert search(store, "t", SearchRequest(key=key, k=3, exclude_query=False)).keys[0] == key
     assert search(store, "t", SearchRequest(key=key, k=3, filters=SearchFilters(year=2001))).route == "exact"
+
+
+def test_in_memory_hnsw_for_unfiltered_searches(tmp_path):
+    """With the table's vectors in memory, unfiltered cosine searches take candidates from
+    an HNSW graph (faiss) and re-rank them exactly: recall >= 0.95 and k rows against
+    numpy. The graph is kept beside the table and read back by the next process, not used
+    while stale (LanceDB's index answers, new rows included), and extended after an append."""
+    from rsembed_db.query import hot_ann
+
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(*HAVELLAND, 5)
+    write_synthetic(store, "t", parent, 9, list(range(2010, 2022)), 16, seed=4)  # 28 812 rows
+    ensure_indexes(store.table("t"), IndexPolicy(vector_min_rows=1000))
+    rows = _rows(store, "t")
+    unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
+    hot.configure(64)
+    try:
+        copy = hot.warm(store, "t")
+        assert copy.ann is not None and copy.ann.ntotal == len(rows["key"])
+        graphs = list((tmp_path / "db" / hot_ann.DIRECTORY / "t").glob("*.hnsw"))
+        assert len(graphs) == 1
+        recalls = []
+        for i in np.random.default_rng(5).choice(len(unit), 20, replace=False):
+            result = search(store, "t", SearchRequest(vector=rows["vector"][i], k=10))
+            assert result.route == "ann" and "in-memory HNSW" in result.notes[-1] and len(result) == 10
+            truth = set(rows["key"][np.argsort(-(unit @ unit[i]))[:10]])
+            recalls.append(len(truth & set(result.keys)) / 10)
+            expected = 1 - unit[np.isin(rows["key"], result.keys)] @ unit[i]
+            np.testing.assert_allclose(sorted(result.rows["distance"].to_pylist()), np.sort(expected), atol=1e-5)
+        assert np.mean(recalls) >= 0.95, recalls
+        hot.configure(0)  # a new process: the copy is gone, the graph is read back
+        hot.configure(64)
+        modified = graphs[0].stat().st_mtime_ns
+        assert hot.warm(store, "t").ann.ntotal == len(rows["key"]) and graphs[0].stat().st_mtime_ns == modified
+        query = write_synthetic(store, "t", parent, 9, [2030], 16, seed=9)[0]  # an appended fragment
+        stale = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" not in stale.notes[-1] and stale.rows["t_start"][0].as_py().year == 2030
+        extended = hot.warm(store, "t")
+        assert extended.ann.ntotal == len(rows["key"]) + 2401
+        assert [p.name for p in graphs[0].parent.glob("*.hnsw")] != [graphs[0].name]  # replaced
+        fresh = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory HNSW" in fresh.notes[-1] and fresh.keys == stale.keys
+    finally:
+        hot.configure(0)

@@ -22,12 +22,14 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from rsembed_db.errors import SpecError
+from rsembed_db.query import hot_ann
 
 ENV_BUDGET = "RSEMBED_SEARCH_CACHE_MB"
 
@@ -56,10 +58,17 @@ class HotVectors:
     norms: np.ndarray  # (N,) float32
     t_start: np.ndarray  # (N,) float32 days
     t_end: np.ndarray  # (N,) float32 days
+    ann: Any = None  # an HNSW graph over the vectors (``hot_ann``), once built
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.addresses, self.vectors, self.norms, self.t_start, self.t_end))
+        arrays = sum(a.nbytes for a in (self.addresses, self.vectors, self.norms, self.t_start, self.t_end))
+        return arrays + (hot_ann.graph_bytes(*self.vectors.shape) if self.ann is not None else 0)
+
+    def ann_nearest(self, query: np.ndarray, metric: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """As ``nearest`` over all rows, the candidates proposed by the HNSW graph (cosine)
+        and re-ranked exactly."""
+        return self.nearest(query, np.sort(hot_ann.candidates(self.ann, query, count)), metric, count)
 
     def in_window(self, positions: np.ndarray | None, start: dt.date | None, end: dt.date | None) -> np.ndarray:
         """The ``positions`` (None: all rows) whose window overlaps ``[start, end)``:
@@ -184,23 +193,43 @@ class HotCache:
                              name=f"hot-vectors-{key[1]}").start()
         return None
 
-    def warm(self, key: tuple[str, str], dataset) -> HotVectors | None:
-        """Load (or refresh) the copy for ``key`` now; None when it does not fit the budget."""
+    def warm(self, key: tuple[str, str], dataset, ann: bool = True) -> HotVectors | None:
+        """Load (or refresh) the copy for ``key`` now, with its HNSW graph when ``ann`` and
+        the table is large enough; None when it does not fit the budget."""
         with self._lock:
             copy = self._copies.get(key)
-        if copy is not None and copy.fragments == fingerprint(dataset):
+        files = fingerprint(dataset)
+        if copy is not None and copy.fragments == files and (copy.ann is not None or not ann
+                                                              or not _wants_ann(copy.vectors.shape[0])):
             return copy
         if self.budget <= 0 or not self._fits(dataset):
             return None
-        return self._store(key, load(dataset, copy))
+        fresh = copy if copy is not None and copy.fragments == files else load(dataset, copy)
+        if ann:
+            fresh = self._with_ann(key, fresh, copy)
+        return self._store(key, fresh)
 
     def _fits(self, dataset) -> bool:
-        dim = dataset.schema.field("vector").type.list_size
-        return dataset.count_rows() * (dim * 4 + BYTES_PER_ROW) <= self.budget
+        rows, dim = dataset.count_rows(), dataset.schema.field("vector").type.list_size
+        graph = hot_ann.graph_bytes(rows, dim) if _wants_ann(rows) else 0
+        return rows * (dim * 4 + BYTES_PER_ROW) + graph <= self.budget
+
+    def _with_ann(self, key: tuple[str, str], copy: HotVectors, previous: HotVectors | None) -> HotVectors:
+        """``copy`` with its HNSW graph (read from beside the table, extended from
+        ``previous``'s after an append, or built), when faiss is there and the table large."""
+        if not _wants_ann(len(copy.addresses)):
+            return copy
+        appended = previous is not None and previous.ann is not None \
+            and copy.fragments[:len(previous.fragments)] == previous.fragments
+        graph = hot_ann.load_or_build(hot_ann.path_for(key[0], key[1], copy.fragments), copy.vectors, copy.norms,
+                                      previous.ann if appended else None)
+        return replace(copy, ann=graph)
 
     def _refresh(self, key: tuple[str, str], dataset, previous: HotVectors | None) -> None:
         try:
-            self._store(key, load(dataset, previous))
+            copy = self._store(key, load(dataset, previous))  # the exact route can use it now
+            if copy is not None and _wants_ann(len(copy.addresses)):
+                self._store(key, self._with_ann(key, copy, previous))
         except Exception as exc:  # noqa: BLE001 - a cache: searches stay on Lance; the next one retries
             self.last_error = f"{key[1]}: {exc}"
         finally:
@@ -222,6 +251,10 @@ class HotCache:
             self._copies.clear()
 
 
+def _wants_ann(rows: int) -> bool:
+    return rows >= hot_ann.ANN_MIN_ROWS and hot_ann.available()
+
+
 def _budget_from_env() -> int:
     raw = os.environ.get(ENV_BUDGET, "0")
     try:
@@ -241,7 +274,8 @@ def configure(megabytes: float) -> None:
         CACHE.clear()
 
 
-def warm(store, name: str) -> HotVectors | None:
+def warm(store, name: str, ann: bool = True) -> HotVectors | None:
     """Load (or refresh) table ``name``'s copy now, as searches of it would in the
-    background; None when the budget is 0 or too small for the table."""
-    return CACHE.warm((store.uri, name), store.dataset(name))
+    background (with its HNSW graph when ``ann``); None when the budget is 0 or too small
+    for the table."""
+    return CACHE.warm((store.uri, name), store.dataset(name), ann)

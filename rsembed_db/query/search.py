@@ -64,7 +64,11 @@ def _nearest_hot(hot: HotVectors, dataset, query: np.ndarray, metric: str, k: in
         return None
     if window:
         positions = hot.in_window(positions, filters.start, filters.end)
-    addresses, distances = hot.nearest(query, positions, metric, k + TIE_MARGIN)
+    return _rows_at(dataset, *hot.nearest(query, positions, metric, k + TIE_MARGIN), columns)
+
+
+def _rows_at(dataset, addresses: np.ndarray, distances: np.ndarray, columns: list[str]) -> pa.Table:
+    """The ``columns`` of the rows at ``addresses`` (read from Lance), with ``_distance``."""
     rows = dataset._take_rows(addresses.tolist(), columns=columns)  # noqa: SLF001 - take by row address
     return rows.append_column("_distance", pa.array(distances, pa.float32()))
 
@@ -116,6 +120,11 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
             fetch = request.k + len(excluded)
 
             def run(route: Route) -> tuple[Route, pa.Table]:
+                if route.kind == "ann" and hot is not None and hot.ann is not None and compiled.sql is None \
+                        and allowed is None and request.metric == "cosine":
+                    addresses, distances = hot.ann_nearest(resolved.vector, request.metric, fetch + TIE_MARGIN)
+                    return (replace(route, reason=f"{route.reason}; in-memory HNSW, re-ranked exactly"),
+                            _rows_at(dataset, addresses, distances, columns))
                 if route.kind == "exact" and hot is not None:
                     rows = _nearest_hot(hot, dataset, resolved.vector, request.metric, fetch, filters, allowed, columns)
                     if rows is not None:
