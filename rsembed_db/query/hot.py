@@ -124,7 +124,7 @@ def _read(dataset, fragments) -> dict[str, np.ndarray]:
     scanner = dataset.scanner(columns=["vector", "t_start", "t_end"], with_row_address=True, fragments=fragments)
     for batch in scanner.to_batches():
         parts["addresses"].append(batch.column("_rowaddr").to_numpy())
-        values = batch.column("vector").values.to_numpy(zero_copy_only=False)
+        values = batch.column("vector").flatten().to_numpy(zero_copy_only=False)  # respects slicing
         parts["vectors"].append(values.reshape(-1, dim).astype(np.float32, copy=False))
         for name in ("t_start", "t_end"):
             days = batch.column(name).cast(pa.int32()).to_numpy(zero_copy_only=False)  # float NaN when null

@@ -1,11 +1,14 @@
 """Filtered similarity search over one model table: ``search(store, table, request)``.
 
-Steps: resolve the query vector (anchors.py), compile the filters to SQL plus an exact
-polygon allow-list (filters.py), choose exact or ANN from the estimated match count
-(router.py), run it in LanceDB with the filter as a prefilter, drop the query's own
-rows, and return a SearchResult. Both routes rank the same rows with LanceDB's
-distances (cosine ``1 - cos``, l2 squared, dot ``1 - dot``); the exact route is a flat
-scan (``use_index=False``), so it returns the true top-k of the matching rows.
+Steps: resolve the query vector (anchors.py), drop conditions every row meets, compile
+the filters to SQL plus an exact polygon allow-list (filters.py), choose exact or ANN
+from the estimated match count (router.py), run it, drop the query's own rows, and
+return a SearchResult. Where it runs: with the table's vectors held in memory
+(hot.py) the exact route is numpy over the rows Lance's scalar indexes select, and an
+unfiltered cosine ANN search is an in-memory HNSW graph re-ranked exactly (hot_ann.py);
+otherwise LanceDB with the filter as a prefilter (the exact route a flat scan,
+``use_index=False``). Every route ranks by LanceDB's distances (cosine ``1 - cos``, l2
+squared, dot ``1 - dot``); the exact ones return the true top-k of the matching rows.
 """
 
 from __future__ import annotations
