@@ -100,6 +100,8 @@ def load_or_build(path: Path | None, vectors: np.ndarray, norms: np.ndarray, pre
 def candidates(graph: Any, query: np.ndarray, count: int) -> np.ndarray:
     """Positions of about ``CANDIDATES * count`` rows nearest to ``query`` by cosine."""
     faiss = _faiss()
+    faiss.omp_set_num_threads(1)  # this thread's searches: one query needs no team of OpenMP
+    #                               threads, whose spinning after each call slows whatever runs next
     wanted = max(CANDIDATES * count, 40)
     params = faiss.SearchParametersHNSW()
     params.efSearch = max(EF_SEARCH, wanted)
