@@ -299,7 +299,7 @@ def render(rows: list[dict], threads: list[dict], http: dict, before: dict | Non
             line += f" {old['ours_p50']:.1f} | {old['ours_p50'] / old['default_p50']:.2f}x |" if old else " | |"
         lines.append(line)
     lines += ["", "Ratios are latency ratios (below 1: ours is faster). numpy holds the whole matrix and the "
-              "filter's boolean mask in RAM (nonzero + matmul + argpartition); the LanceDB default is "
+              "filter's boolean mask in RAM (nonzero + einsum + argpartition); the LanceDB default is "
               "`table.search(v).metric('cosine').where(f).limit(10)` (prefilter, default nprobes, no refine) "
               "selecting the columns our results read, with the filter as a user writes it (time windows: "
               "`t_end > start AND t_start < end`)."
