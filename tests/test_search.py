@@ -4,6 +4,7 @@ and their combinations, polygon, exclusion, renderings."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import h3
 import numpy as np
@@ -371,5 +372,36 @@ def test_in_memory_vectors_follow_the_table(tmp_path):
         assert again.vectors.shape == (685, 8)
         after = search(store, "t", SearchRequest(vector=query, k=3))
         assert "in-memory" in after.notes[-1] and after.keys[:2] == fresh.keys[1:]
+    finally:
+        hot.configure(0)
+
+
+def test_service_searches_over_in_memory_vectors(tmp_path, monkeypatch):
+    """The service keeps tables' vectors in memory (``search_cache_mb``, default 1024 MB,
+    ``$RSEMBED_SEARCH_CACHE_MB``): loaded in the background on the first search, which is
+    answered by Lance meanwhile; the same rows either way."""
+    from fastapi.testclient import TestClient
+
+    from rsembed_db.service import ServiceSettings, create_app
+
+    store = EmbeddingStore(tmp_path / "db")
+    write_synthetic(store, TABLE, PARENT, 9, [2020], 16, seed=2)
+    monkeypatch.setenv(hot.ENV_BUDGET, "lots")
+    with pytest.raises(SpecError, match=hot.ENV_BUDGET):
+        ServiceSettings.from_env()
+    monkeypatch.setenv(hot.ENV_BUDGET, "32")
+    settings = ServiceSettings.from_env(db=str(tmp_path / "db"))
+    assert settings.search_cache_mb == 32 and ServiceSettings().search_cache_mb == 1024
+    try:
+        with TestClient(create_app(settings)) as client:
+            body = {"table": TABLE, "vector": [1.0] * 16, "k": 5, "filters": {"start": "2020-01-01"}}
+            first = client.post("/v1/search", json=body).json()
+            for _ in range(200):  # the copy loads in the background
+                answer = client.post("/v1/search", json=body).json()
+                if "in-memory" in answer["notes"][-1]:
+                    break
+                time.sleep(0.05)
+            assert "in-memory" in answer["notes"][-1], answer["notes"]
+            assert [r["key"] for r in answer["results"]] == [r["key"] for r in first["results"]]
     finally:
         hot.configure(0)
