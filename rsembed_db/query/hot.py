@@ -11,8 +11,11 @@ Lance stays the source of truth and the fallback. A copy is tied to the table's 
 files (fragment ids and their metadata, deletions included): a search uses it only when
 the table's latest version has exactly those files, else it runs on Lance while the copy
 is refreshed in the background, reading only the fragments added since (appends) or the
-whole table (after a compaction, delete or update). The filter itself is still answered
-by Lance's scalar indexes (row addresses), so copies never hold scalar columns.
+whole table (after a compaction, delete or update). Filters are still answered by Lance's
+scalar indexes (row addresses), except the time window: the copy holds ``t_start`` /
+``t_end`` because on Lance the overlap test reads each candidate's ``t_end``. Tables of
+at least ``hot_ann.ANN_MIN_ROWS`` rows also get an HNSW graph for unfiltered searches
+(``hot_ann``), built or read after the copy is loaded.
 """
 
 from __future__ import annotations
