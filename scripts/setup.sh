@@ -18,7 +18,7 @@ fi
 pip=(.venv/bin/python -m pip install --quiet -c constraints/lean.txt)
 .venv/bin/python -m pip install --quiet --upgrade pip
 "${pip[@]}" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
-"${pip[@]}" -e ".[test,distributed]"
+"${pip[@]}" -e ".[test,fast,distributed]"
 if [ ! -x .venv-s3/bin/python ]; then
   "$PYTHON" -m venv .venv-s3
 fi

@@ -51,11 +51,8 @@ class AgriFMConfig:
 def fitted_window(size: Triple, window: Triple, shift: Triple) -> tuple[Triple, Triple]:
     """The window and shift for a (D, H, W) map: an axis no longer than the window uses the
     axis length and no shift."""
-    use_window, use_shift = list(window), list(shift)
-    for i in range(3):
-        if size[i] <= window[i]:
-            use_window[i], use_shift[i] = size[i], 0
-    return tuple(use_window), tuple(use_shift)  # type: ignore[return-value]
+    d, h, w = ((s, 0) if s <= win else (win, sh) for s, win, sh in zip(size, window, shift))
+    return (d[0], h[0], w[0]), (d[1], h[1], w[1])
 
 
 def to_windows(x: torch.Tensor, window: Triple) -> torch.Tensor:
@@ -94,6 +91,8 @@ def relative_index(window: Triple) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
+    relative_position_index: torch.Tensor  # buffer (register_buffer)
+
     def __init__(self, dim: int, window: Triple, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -171,7 +170,7 @@ class PatchMerging(nn.Module):
 class Stage(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, window: Triple, mlp_ratio: float, merge: bool) -> None:
         super().__init__()
-        self.window, self.shift = window, tuple(s // 2 for s in window)
+        self.window, self.shift = window, (window[0] // 2, window[1] // 2, window[2] // 2)
         self.blocks = nn.ModuleList(SwinBlock(dim, heads, window, (0, 0, 0) if i % 2 == 0 else self.shift, mlp_ratio)
                                     for i in range(depth))
         self.downsample = PatchMerging(dim) if merge else None
@@ -180,8 +179,8 @@ class Stage(nn.Module):
         """(B, D, H, W, C) -> the same, or merged."""
         _, d, h, w, _ = x.shape
         window, shift = fitted_window((d, h, w), self.window, self.shift)
-        padded = tuple(-(-size // win) * win for size, win in zip((d, h, w), window))
-        mask = shift_mask(padded, window, shift, x.device)
+        pd, ph, pw = (-(-size // win) * win for size, win in zip((d, h, w), window))
+        mask = shift_mask((pd, ph, pw), window, shift, x.device)
         for block in self.blocks:
             x = block(x, mask)
         return self.downsample(x) if self.downsample is not None else x

@@ -118,7 +118,7 @@ class AnySatEmbedder(ZooEmbedder):
 
     def describe(self) -> ModelDescription:
         cfg = self.config
-        normalisation = ({"mean": list(S2_MEAN), "std": list(S2_STD), "formula": "(DN - mean) / std",
+        normalisation: dict[str, Any] = ({"mean": list(S2_MEAN), "std": list(S2_STD), "formula": "(DN - mean) / std",
                           "source": "AnySat demo notebook MEAN_S2 / STD_S2"} if cfg["normalisation"] == "dataset" else
                          {"formula": "(DN - tile mean) / tile std per band, over the chip's frames and valid pixels",
                           "source": "rs-embed's default (RS_EMBED_ANYSAT_NORM=per_tile_zscore)"})

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -127,6 +127,7 @@ class GalileoEmbedder(ZooEmbedder):
 
     def describe(self) -> ModelDescription:
         cfg = self.config
+        normalisation: dict[str, Any]
         normalisation = ({"shift": "mean - 2 std", "divisor": "4 std", "formula": "(DN - (mean - 2 std)) / (4 std)",
                           "mean": [S2_MEAN[b] for b in S2_BANDS], "std": [S2_STD[b] for b in S2_BANDS],
                           "source": "nasaharvest/galileo config/normalization.json, Normalizer(std=True, "
@@ -176,7 +177,7 @@ class GalileoEmbedder(ZooEmbedder):
         s2 = x.reshape(len(x), frames, len(S2_BANDS), *x.shape[-2:])
         months = torch.tensor([s["months"] for s in sides], dtype=torch.long, device=x.device)
         res = torch.tensor([s["input_resolution_m"] for s in sides], dtype=torch.float32, device=x.device)
-        tokens = model.encode_s2(s2, months, self.patch_size, res)      # (B, h, w, T*5, D)
+        tokens = cast(GalileoEncoder, model).encode_s2(s2, months, self.patch_size, res)      # (B, h, w, T*5, D)
         return tokens.mean(dim=3).permute(0, 3, 1, 2)
 
     def embed_prepared(self, chips: list[Chip], preps: list[InputPrep]) -> list[FeatureMap]:

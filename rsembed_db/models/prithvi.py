@@ -25,7 +25,7 @@ final norm), CLS dropped, averaged over frames: (D, 14, 14) for 300M (patch 16) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -66,6 +66,13 @@ VARIANTS: dict[str, Variant] = {
     "600m_tl": Variant("ibm-nasa-geospatial/Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt", 1280, 14,
                        {"embed_dim": 1280, "depth": 32, "num_heads": 16}),
 }
+
+
+class _PrithviViT(Protocol):
+    """What ``forward`` reads of terratorch's ``PrithviViT``."""
+
+    def forward_features(self, x: torch.Tensor, temporal_coords: torch.Tensor | None = None,
+                         location_coords: torch.Tensor | None = None) -> list[torch.Tensor]: ...
 
 
 class PrithviEmbedder(ZooEmbedder):
@@ -138,7 +145,8 @@ class PrithviEmbedder(ZooEmbedder):
         cube = x.reshape(len(x), frames, channels, *x.shape[-2:]).transpose(1, 2)  # (B, C, T, H, W)
         time = _stack([s["time"] for s in sides], x.device)
         location = _stack([s["location"] for s in sides], x.device)
-        tokens = model.forward_features(cube, temporal_coords=time, location_coords=location)[-1]
+        vit = cast(_PrithviViT, model)
+        tokens = vit.forward_features(cube, temporal_coords=time, location_coords=location)[-1]
         return frames_grid(tokens, 1, frames, self.grid)
 
 

@@ -78,7 +78,7 @@ class OnTheFlyProducer(Producer):
             model_config=self.embedder.config,
         )
 
-    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | None,
                  output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
         """``request`` for many spatial specs, keys computed in bulk per resolved input prep
         (a model with a fixed input size may tile one chip and resize a smaller one)."""
@@ -130,17 +130,18 @@ class OnTheFlyProducer(Producer):
         """Fetch the chip: ``describe().frames`` frames (one composite per frame bin for
         multi-temporal models); a UserWarning names the frames back-filled with the whole
         window's composite."""
-        grid = chip_grid_for(request.spatial, request.sensor.scale_m)
+        sensor = request.require_sensor()
+        grid = chip_grid_for(request.spatial, sensor.scale_m)
         frames = self.description.frames
-        chip = (self.source.fetch(grid, request.temporal, request.sensor, frames=frames) if frames > 1
-                else self.source.fetch(grid, request.temporal, request.sensor))
+        chip = (self.source.fetch(grid, request.temporal, sensor, frames=frames) if frames > 1
+                else self.source.fetch(grid, request.temporal, sensor))
         if chip.meta.get("n_backfilled_frames"):
             empty = [b for b, filled in zip(chip.meta["frame_bins"], chip.meta["frame_backfilled"]) if filled]
             warnings.warn(f"{self.model}: tile {tile_id(request.spatial)}: {len(empty)} of "
                           f"{chip.meta['n_frames']} frame bins have no imagery and repeat the whole window's "
                           f"composite: {', '.join(f'{a}..{b}' for a, b in empty)}", UserWarning, stacklevel=2)
-        if request.sensor.check_input:
-            check_input(chip, request.sensor, tile_id(request.spatial), self.model)
+        if sensor.check_input:
+            check_input(chip, sensor, tile_id(request.spatial), self.model)
         return Prepared(request, chip)
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
@@ -164,7 +165,7 @@ class OnTheFlyProducer(Producer):
         return {
             "model": self.model,
             "source": self.source.name,
-            "sensor": request.sensor.to_dict(),
+            "sensor": request.require_sensor().to_dict(),
             "temporal": request.temporal.to_dict(),
             "input_time": request.temporal.midpoint.isoformat(),
             "scene_dates": chip.meta.get("dates", []),
@@ -173,3 +174,4 @@ class OnTheFlyProducer(Producer):
             **{f"source_{k}": v for k, v in chip.meta.items() if k not in FRAME_META},
             **{k: chip.meta[k] for k in FRAME_META if k in chip.meta},
         }
+

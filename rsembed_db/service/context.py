@@ -102,7 +102,8 @@ class ServiceContext:
         self.jobs.shutdown()
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
+    """The shared context (a coroutine: no thread-pool hop per request)."""
     return request.app.state.ctx
 
 

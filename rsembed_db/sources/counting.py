@@ -92,6 +92,7 @@ class CountingSource:
         if chip is not None:
             self.stats.add(cached=1)
             return replace(chip, grid=grid)
+        assert flight is not None  # nothing cached: a fetch of this chip is under way (ours when owner)
         if not owner:
             try:
                 chip = flight.result()  # the owner's chip, or its error

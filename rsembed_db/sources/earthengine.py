@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,7 @@ class EarthEngineSource:
         while todo:
             block = todo.pop()
             try:
-                pixels = self._call(lambda b=block: self._request(ee, image, names, grid, b))
+                pixels = self._call(partial(self._request, ee, image, names, grid, block))
             except Exception as exc:
                 if _mentions(exc, _TOO_LARGE) and block[2] * block[3] > 1:
                     todo += _halves(block)

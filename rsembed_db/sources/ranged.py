@@ -61,7 +61,7 @@ class Files(ABC):
     def read_ranges(self, path: str, ranges: list[tuple[int, int]]) -> list[bytes | memoryview]:
         """Bytes of each (start, length), nearby ranges fetched together."""
         order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-        out: list[bytes] = [b""] * len(ranges)
+        out: list[bytes | memoryview] = [b""] * len(ranges)
         k = 0
         while k < len(order):
             first = ranges[order[k]][0]

@@ -103,6 +103,7 @@ class ZarrArray:
         default_sep = "/" if self._key_name == "default" else "."
         self._key_sep = (encoding.get("configuration") or {}).get("separator", default_sep)
         codecs = meta["codecs"]
+        self.inner: tuple[int, ...] | None  # chunk shape inside a shard; None when unsharded
         if codecs and codecs[0]["name"] == "sharding_indexed" and len(codecs) == 1:
             conf = codecs[0]["configuration"]
             self.inner = tuple(int(n) for n in conf["chunk_shape"])
@@ -156,7 +157,7 @@ class ZarrArray:
                 if self.inner is None:
                     self._read_chunk(coords, starts, stops, view, wanted)
                 else:
-                    self._read_shard(coords, starts, stops, view, wanted)
+                    self._read_shard(coords, self.inner, starts, stops, view, wanted)
         return out.squeeze(axis=tuple(axes.index(d) for d in squeeze)) if squeeze else out
 
     def _key(self, coords: tuple[int, ...]) -> str:
@@ -174,7 +175,8 @@ class ZarrArray:
         if data is not None:
             _place(self._codecs.decode(data), origin, starts, stops, out)
 
-    def _read_shard(self, coords, starts, stops, out, wanted) -> None:
+    def _read_shard(self, coords, inner_shape: tuple[int, ...], starts, stops, out, wanted) -> None:
+        """Read the chunks of shard ``coords`` (of chunks ``inner_shape``) that meet the window."""
         key = self._key(coords)
         index = self._index(key)
         if index is None:
@@ -183,18 +185,18 @@ class ZarrArray:
         lo = [max(a, o) - o for a, o in zip(starts, origin)]
         hi = [min(b, o + n) - o for b, o, n in zip(stops, origin, self.chunks)]
         chosen, ranges = [], []
-        for inner in _overlapping(lo, hi, self.inner):
+        for inner in _overlapping(lo, hi, inner_shape):
             offset, nbytes = index[inner]
             if offset == _EMPTY:
                 continue
             if wanted is not None:
-                chunk_origin = [o + i * n for o, i, n in zip(origin, inner, self.inner)]
-                if not wanted(*_clip(chunk_origin, self.inner, starts, stops)):
+                chunk_origin = [o + i * n for o, i, n in zip(origin, inner, inner_shape)]
+                if not wanted(*_clip(chunk_origin, inner_shape, starts, stops)):
                     continue
             chosen.append(inner)
             ranges.append((int(offset), int(nbytes)))
         for inner, data in zip(chosen, self.files.read_ranges(key, ranges)):
-            chunk_origin = [o + i * n for o, i, n in zip(origin, inner, self.inner)]
+            chunk_origin = [o + i * n for o, i, n in zip(origin, inner, inner_shape)]
             _place(self._codecs.decode(data), chunk_origin, starts, stops, out)
 
     def _index(self, key: str) -> np.ndarray | None:
@@ -260,7 +262,7 @@ class _Pipeline:
             buffer = self._local.buffer = bytearray(math.prod(self.shape) * self.dtype.itemsize)
         return buffer
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes | memoryview) -> np.ndarray:
         """The chunk as an array; it may share this thread's buffer: copy it before the next decode."""
         # Chunks are small and decoded on the caller's threads: Blosc's own thread pool only adds
         # overhead (0.3-0.5 ms a 128 KiB chunk against 6 us without it, measured).

@@ -45,7 +45,7 @@ SCALE_M = 10.0
 _BOX_SEGMENT_DEG = 0.001
 
 
-class TesseraProducer(TiledProduct):
+class TesseraProducer(TiledProduct[TileId]):
     name = "tessera"
     years = YEARS
     default_year = 2021  # the reference client's year for temporal=None

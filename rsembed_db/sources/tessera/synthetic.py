@@ -227,8 +227,8 @@ _TYPES = {"year": pa.int64(), "lon_i": pa.int32(), "lat_i": pa.int32(), "file_si
           "lon": pa.float64(), "lat": pa.float64(), "geometry": pa.binary()}
 
 
-def _schema(rows: dict[str, list]) -> pa.Schema:
-    return pa.schema([(name, _TYPES.get(name, pa.string())) for name in rows])
+def _schema(columns: Iterable[str]) -> pa.Schema:
+    return pa.schema([(name, _TYPES.get(name, pa.string())) for name in columns])
 
 
 def _write_geoparquet(table: pa.Table, path: Path) -> None:

@@ -87,7 +87,7 @@ def _write_zone(root: Path, name: str, crs: str, tiles: list[SyntheticTile], yea
         "scales": _array((T, height, width), "float32", "Infinity", (1, shard, shard), (1, inner, inner),
                          ["time", "y", "x"], codec),
     }
-    coords = {"x": left + (np.arange(width) + 0.5) * pixel, "y": top - (np.arange(height) + 0.5) * pixel,
+    coords: dict[str, np.ndarray] = {"x": left + (np.arange(width) + 0.5) * pixel, "y": top - (np.arange(height) + 0.5) * pixel,
               "time": np.array(years, np.int32), "band": np.arange(DIM, dtype=np.int32)}
     for key, values in coords.items():
         arrays[key] = _array(values.shape, values.dtype.name, 0, values.shape, None, [key], codec)

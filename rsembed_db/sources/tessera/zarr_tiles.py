@@ -135,7 +135,7 @@ class ZarrTiles:
         """The tile's pixels, only the part within the lon/lat ``bounds`` when given."""
         zone = self.zone(tile.zone)
         window = zone.window(tile, bounds) if zone is not None and year in zone.years else None
-        if window is None:
+        if zone is None or window is None:
             raise TileFailure(f"no Tessera data for {tile.name} in {year} in the store")
         t = zone.years.index(year)
         r0, r1, c0, c1 = window
