@@ -12,7 +12,17 @@ installed ``rsembed-db``. What an example cannot know is substituted, and only t
 - ``serve`` lines start the server in the background on a free loopback port (never
   ``0.0.0.0``); the ``curl`` lines that follow talk to it; an API-keys file is written;
 - ``bash scripts/test.sh`` (the command running this test) and ``bash scripts/setup_zoo.sh``
-  (run by ``scripts/test.sh`` itself right after) are not run again from here.
+  (run by ``scripts/test.sh`` itself right after) are not run again from here;
+- a block is one shell session: its ``export NAME=VALUE`` lines hold for the lines after them;
+- ``s3://BUCKET/...``: the block runs against a local S3 server (moto, ``.venv-s3``) started
+  for it with those buckets, and the S3-compatible endpoint ``http://localhost:9000`` of the
+  examples becomes that server's;
+- ``--engine ray``: ``--ray-address auto`` (the cluster this machine belongs to) is dropped, so
+  the command starts a local Ray of its own; such blocks need Ray's start-up (~30 s) and run
+  when ``RSEMBED_RAY_TESTS=1`` (``scripts/test.sh`` sets it), else they are skipped;
+- ``docker`` lines need a Docker daemon, which the tests do not have: the files they name
+  (``-f``) must exist, and ``tests/test_docker_files.py`` runs what they start (the compose
+  file's services) without containers.
 
 Searches must return rows: an example that prints "0 rows matched" fails.
 """
@@ -22,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -35,9 +46,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import REGION, ROOT, SCENE
+from tests.helpers import s3_server
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 NOT_RERUN = ("bash scripts/test.sh", "bash scripts/setup_zoo.sh")
+EXAMPLE_S3_ENDPOINT = "http://localhost:9000"
 BIN = Path(sys.executable).parent
 
 
@@ -93,7 +106,11 @@ def tessera_trees(work: Path) -> dict[str, Path]:
     return {"/data/tessera": legacy, "/data/geotessera-out": layouts["mirror"]}
 
 
-def substitute(command: str, work: Path, keys: list[str], trees: dict[str, Path], port: int) -> str:
+def substitute(command: str, work: Path, keys: list[str], trees: dict[str, Path], port: int,
+               s3_endpoint: str | None = None) -> str:
+    if s3_endpoint:
+        command = command.replace(EXAMPLE_S3_ENDPOINT, s3_endpoint)
+    command = command.replace(" --ray-address auto", "")
     for i, key in enumerate(keys[1:4], 1):
         command = re.sub(rf"\bKEY{i}\b", key, command)
     command = re.sub(r"\bKEY\b", keys[0], command)
@@ -120,13 +137,30 @@ def _wait_healthy(port: int, server: subprocess.Popen) -> None:
     raise AssertionError("server did not become healthy in 120 s")
 
 
+def s3_for(block: str) -> s3_server.S3Server | None:
+    """A local S3 server with the block's buckets, when it names any."""
+    buckets = sorted(set(re.findall(r"s3://([a-z0-9.-]+)/", block)))
+    if not buckets:
+        return None
+    python = s3_server.s3_python()
+    if python is None:
+        if os.environ.get(s3_server.REQUIRED):
+            pytest.fail("no moto interpreter (.venv-s3 or $RSEMBED_S3_PYTHON); run scripts/setup.sh")
+        pytest.skip("no moto interpreter: scripts/setup.sh installs moto[server] into .venv-s3")
+    return s3_server.start(python, buckets)
+
+
 @pytest.mark.parametrize("where, block", shell_examples(), ids=[w for w, _ in shell_examples()])
 def test_shell_example_runs(where, block, workspace):
-    work, env, keys = workspace
+    work, base_env, keys = workspace
+    if "--engine ray" in block and not os.environ.get("RSEMBED_RAY_TESTS"):
+        pytest.skip("a Ray example: runs with RSEMBED_RAY_TESTS=1 (scripts/test.sh sets it)")
     (work / "keys.txt").write_text("# a comment\nk-file:read\n")
     trees = tessera_trees(work) if any(p in block for p in ("/data/tessera", "/data/geotessera-out")) else {}
     servers: list[subprocess.Popen] = []
     port = free_port()
+    env = dict(base_env)
+    s3 = s3_for(block)
 
     def serve(command: str) -> None:
         if servers:  # a second serve line: the first server makes way
@@ -140,7 +174,16 @@ def test_shell_example_runs(where, block, workspace):
         for raw in commands(block):
             if raw in NOT_RERUN:
                 continue
-            command = substitute(raw, work, keys, trees, port)
+            command = substitute(raw, work, keys, trees, port, s3.endpoint if s3 else None)
+            if command.startswith("export "):
+                env.update(dict(word.split("=", 1) for word in shlex.split(command)[1:]))
+                continue
+            if command.startswith("docker "):
+                words = shlex.split(command)
+                for i, word in enumerate(words[:-1]):
+                    if word == "-f":
+                        assert (ROOT / words[i + 1]).is_file(), f"{where}: {raw}"
+                continue
             if re.search(r"\brsembed-db serve\b", command):
                 serve(command)
                 continue
@@ -155,6 +198,8 @@ def test_shell_example_runs(where, block, workspace):
     finally:
         for server in servers:
             _stop(server)
+        if s3 is not None:
+            s3.stop()
 
 
 def _stop(server: subprocess.Popen) -> None:
