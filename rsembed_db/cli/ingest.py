@@ -136,7 +136,7 @@ def print_summary(summary: IngestSummary, db: str, dry_run: bool, fetches: objec
               f"(table {summary.table}{engine})", highlight=False)
     table = Table(show_header=False, box=box.SIMPLE)
     to_compute = summary.planned - summary.already_stored
-    rows = [("planned tiles", summary.planned), ("already stored", summary.already_stored)]
+    rows: list[tuple[str, object]] = [("planned tiles", summary.planned), ("already stored", summary.already_stored)]
     rows += [("to compute", to_compute)] if dry_run else [
         ("computed", summary.computed), ("failed", summary.failed),
         ("seconds", f"{summary.seconds:.2f}"), ("tiles/s", f"{summary.tiles_per_second:.1f}")]

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -144,9 +144,10 @@ class UnitWorker:
         partials: list[TilePartial] = []
         try:
             if kind == "tiles":
-                records, partials = self.producer.compute_unit(payload, self.options.workers)
+                records, partials = cast(TiledProduct, self.producer).compute_unit(payload, self.options.workers)
             elif kind == "bulk":
-                records = [r for group in self.producer.compute_many(payload, self.options.workers) for r in group]
+                groups = cast(BulkProducer, self.producer).compute_many(payload, self.options.workers)
+                records = [r for group in groups for r in group]
             else:
                 sink = _Collect()
                 compute_batches(self.producer, payload, self.options, sink)

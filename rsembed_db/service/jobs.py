@@ -130,10 +130,6 @@ class IngestJobs:
             raise KeyError(job_id)
         return public(row, self.lost_after_s)
 
-    def list(self) -> list[dict[str, Any]]:
-        """Every replica's jobs, newest first (the last 1000)."""
-        return [public(row, self.lost_after_s) for row in self.table.list()]
-
     def cancel(self, job_id: str, who: str | None = None) -> dict[str, Any]:
         """Ask a job to stop after its current batch; KeyError for an unknown id."""
         state = self.get(job_id)
@@ -220,3 +216,7 @@ class IngestJobs:
         job.state, job.error, job.finished_at = state, error, _now()
         job.errors = [{"tile": tile, "error": message} for tile, message in errors[:MAX_ERRORS_SHOWN]]
         save(force=True)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every replica's jobs, newest first (the last 1000)."""
+        return [public(row, self.lost_after_s) for row in self.table.list()]

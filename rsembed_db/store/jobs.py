@@ -61,10 +61,6 @@ class JobTable:
         rows = self._rows(f"id = {sql_quote([job_id])}")
         return rows[0] if rows else None
 
-    def list(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The most recent ``limit`` jobs, newest first."""
-        return sorted(self._rows(None), key=lambda r: r["created_at"] or "", reverse=True)[:limit]
-
     def request_cancel(self, job_id: str, who: str | None = None) -> None:
         table = self.store.internal_table(JOB_CANCELS_TABLE, CANCEL_SCHEMA)
         with self.store.write_lock:
@@ -94,3 +90,7 @@ class JobTable:
         table = self.store.internal_table(JOB_CANCELS_TABLE, CANCEL_SCHEMA)
         rows = table.to_lance().to_table(columns=["id"], filter=f"id IN ({sql_quote(sorted(ids))})")
         return set(rows["id"].to_pylist())
+
+    def list(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The most recent ``limit`` jobs, newest first."""
+        return sorted(self._rows(None), key=lambda r: r["created_at"] or "", reverse=True)[:limit]

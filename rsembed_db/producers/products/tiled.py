@@ -170,7 +170,7 @@ class TiledProduct(ProductProducer, Generic[TileKey]):
             for start in range(0, len(keys), tiles_per_unit):
                 mine = keys[start:start + tiles_per_unit]
                 members = np.unique(np.concatenate([tiles[key] for key in mine]))
-                local = {key: np.searchsorted(members, tiles[key]) for key in mine}
+                local: dict[Hashable, np.ndarray] = {key: np.searchsorted(members, tiles[key]) for key in mine}
                 inside = np.zeros(len(members), dtype=np.int64)
                 for idx in local.values():
                     inside[idx] += 1
@@ -235,9 +235,12 @@ class _YearRun(Generic[TileKey]):
         uncovered = np.flatnonzero(self.pending == 0)
         return [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in uncovered.tolist()]
 
-    def run(self, workers: int, tiles: dict[Hashable, np.ndarray] | None = None,
+    def run(self, workers: int, given: dict[Hashable, np.ndarray] | None = None,
             elsewhere: np.ndarray | None = None) -> Iterator[list[Record]]:
-        tiles = self.product.tiles_for(self.rois.lonlat_bounds, self.year) if tiles is None else tiles
+        """Records of the ROIs, tile by tile; ``given``: the tiles to read (default: every tile
+        the ROIs touch), ``elsewhere``: per ROI, tiles another unit reads."""
+        tiles: dict[Hashable, np.ndarray] = dict(
+            self.product.tiles_for(self.rois.lonlat_bounds, self.year) if given is None else given)
         uncovered = self.begin(tiles, elsewhere)
         if uncovered:
             yield uncovered
