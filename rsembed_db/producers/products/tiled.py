@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -235,11 +235,11 @@ class _YearRun(Generic[TileKey]):
         uncovered = np.flatnonzero(self.pending == 0)
         return [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in uncovered.tolist()]
 
-    def run(self, workers: int, given: dict[Hashable, np.ndarray] | None = None,
+    def run(self, workers: int, given: dict[Any, np.ndarray] | None = None,
             elsewhere: np.ndarray | None = None) -> Iterator[list[Record]]:
         """Records of the ROIs, tile by tile; ``given``: the tiles to read (default: every tile
         the ROIs touch), ``elsewhere``: per ROI, tiles another unit reads."""
-        tiles: dict[Hashable, np.ndarray] = dict(
+        tiles: dict[Any, np.ndarray] = dict(
             self.product.tiles_for(self.rois.lonlat_bounds, self.year) if given is None else given)
         uncovered = self.begin(tiles, elsewhere)
         if uncovered:
