@@ -6,7 +6,8 @@ and meta. A driver killed mid-run leaves only uncommitted files; the rerun store
 tile exactly once.
 
 Ray takes ~30 s and ~1 GB to start, so these tests are marked ``ray`` and run when
-``RSEMBED_RAY_TESTS=1`` (``scripts/test.sh`` sets it: CI runs them).
+``RSEMBED_RAY_TESTS=1`` (``scripts/test.sh`` sets it: CI runs them), on the session's one
+local Ray (``ray_address`` of ``conftest.py``, shared with the docs' Ray examples).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,26 +28,12 @@ from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.store import EmbeddingStore
 from rsembed_db.tiling.plan import tile_region
 from rsembed_db.tiling.region import load_region
-from tests.conftest import REGION, ROOT, SCENE, run_cli
+from tests.conftest import RAY_TESTS, REGION, SCENE, run_cli
 from tests.products.tessera_helpers import make_tree
 
 pytestmark = [pytest.mark.ray, pytest.mark.skipif(
-    not os.environ.get("RSEMBED_RAY_TESTS"), reason="Ray tests run with RSEMBED_RAY_TESTS=1 (scripts/test.sh sets it)")]
+    not os.environ.get(RAY_TESTS), reason=f"Ray tests run with {RAY_TESTS}=1 (scripts/test.sh sets it)")]
 MOSAIKS = ("ingest", str(REGION), "--model", "mosaiks", "--year", "2017", "--imagery", str(SCENE))
-
-
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """A local Ray cluster (2 CPUs, loopback only, no dashboard) for the module; shut down after."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1",
-                       runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    try:
-        yield context.address_info["gcs_address"]
-    finally:
-        ray.shutdown()
 
 
 def rows(db: Path, table: str) -> pa.Table:

@@ -17,9 +17,9 @@ installed ``rsembed-db``. What an example cannot know is substituted, and only t
 - ``s3://BUCKET/...``: the block runs against a local S3 server (moto, ``.venv-s3``) started
   for it with those buckets, and the S3-compatible endpoint ``http://localhost:9000`` of the
   examples becomes that server's;
-- ``--engine ray``: ``--ray-address auto`` (the cluster this machine belongs to) is dropped, so
-  the command starts a local Ray of its own; such blocks need Ray's start-up (~30 s) and run
-  when ``RSEMBED_RAY_TESTS=1`` (``scripts/test.sh`` sets it), else they are skipped;
+- ``--engine ray``: ``--ray-address auto`` (the cluster this machine belongs to) becomes the
+  address of the session's local Ray (``ray_address`` of ``conftest.py``, 2 CPUs); such blocks
+  run when ``RSEMBED_RAY_TESTS=1`` (``scripts/test.sh`` sets it), else they are skipped;
 - ``docker`` lines need a Docker daemon, which the tests do not have: the files they name
   (``-f``) must exist, and ``tests/test_docker_files.py`` runs what they start (the compose
   file's services) without containers.
@@ -107,10 +107,11 @@ def tessera_trees(work: Path) -> dict[str, Path]:
 
 
 def substitute(command: str, work: Path, keys: list[str], trees: dict[str, Path], port: int,
-               s3_endpoint: str | None = None) -> str:
+               s3_endpoint: str | None = None, ray_address: str | None = None) -> str:
     if s3_endpoint:
         command = command.replace(EXAMPLE_S3_ENDPOINT, s3_endpoint)
-    command = command.replace(" --ray-address auto", "")
+    if ray_address:
+        command = command.replace("--ray-address auto", f"--ray-address {ray_address}")
     for i, key in enumerate(keys[1:4], 1):
         command = re.sub(rf"\bKEY{i}\b", key, command)
     command = re.sub(r"\bKEY\b", keys[0], command)
@@ -151,10 +152,9 @@ def s3_for(block: str) -> s3_server.S3Server | None:
 
 
 @pytest.mark.parametrize("where, block", shell_examples(), ids=[w for w, _ in shell_examples()])
-def test_shell_example_runs(where, block, workspace):
+def test_shell_example_runs(where, block, workspace, request):
     work, base_env, keys = workspace
-    if "--engine ray" in block and not os.environ.get("RSEMBED_RAY_TESTS"):
-        pytest.skip("a Ray example: runs with RSEMBED_RAY_TESTS=1 (scripts/test.sh sets it)")
+    ray_address = request.getfixturevalue("ray_address") if "--engine ray" in block else None
     (work / "keys.txt").write_text("# a comment\nk-file:read\n")
     trees = tessera_trees(work) if any(p in block for p in ("/data/tessera", "/data/geotessera-out")) else {}
     servers: list[subprocess.Popen] = []
@@ -174,7 +174,7 @@ def test_shell_example_runs(where, block, workspace):
         for raw in commands(block):
             if raw in NOT_RERUN:
                 continue
-            command = substitute(raw, work, keys, trees, port, s3.endpoint if s3 else None)
+            command = substitute(raw, work, keys, trees, port, s3.endpoint if s3 else None, ray_address)
             if command.startswith("export "):
                 env.update(dict(word.split("=", 1) for word in shlex.split(command)[1:]))
                 continue
