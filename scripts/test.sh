@@ -14,8 +14,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 fi
-# The Ray tests (marker `ray`, ~30 s of Ray start-up) and the object-storage tests (moto in
-# .venv-s3) run here; a missing S3 server fails instead of skipping.
+# The Ray tests (marker `ray`: one local Ray for the session, ~30 s to start; the engine
+# tests and the docs' Ray example) and the object-storage tests (moto in .venv-s3) run here;
+# a missing S3 server fails instead of skipping.
 RSEMBED_RAY_TESTS=1 RSEMBED_REQUIRE_S3=1 RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q
 bash scripts/setup_zoo.sh
 .venv-zoo/bin/python -m pytest -q tests/test_model_zoo.py tests/test_zoo_registry.py tests/zoo
