@@ -157,7 +157,8 @@ def report(lines: list[str], ray_start: float, workers: int, repeats: int, load:
         "commits: appending staged fragments and the conflict-checked upserts. On one 2-core machine Ray adds "
         "processes, serialisation and a second write (staging then commit) and cannot add cores: the figures are "
         "its overhead, not a speed-up; on a cluster the actor columns divide by the number of machines while the "
-        "driver's commits stay.", ""])
+        "driver's commits stay. Threads: Ray runs each actor with `OMP_NUM_THREADS=1`; the local engine's threads run "
+        "torch with its default thread count each (oversubscribed cores: see docs/scaling.md).", ""])
 
 
 def main(argv: list[str] | None = None) -> None:
