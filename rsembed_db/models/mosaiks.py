@@ -6,15 +6,18 @@ random ``k x k`` filters is convolved with the standardised image and the respon
 ``z`` gives two features per pixel, ``relu(z - bias)`` and ``relu(-z - bias)``; pooling
 (average by default) over an ROI yields the vector. Features are at pixel resolution.
 
-Determinism: the convolution is an explicit shift-and-add in float64 with a fixed tap
-order, made of element-wise IEEE multiplications and additions only. Every output
-value is therefore computed by the same rounding sequence whatever the thread count,
-batch composition or chunking, and vectors are bit-identical across runs and processes.
+Determinism: the convolution is exact by construction (``models.exact_conv``): the
+filters and the standardised inputs are rounded to fixed-point grids on which float64
+matrix products make no rounding error, so each response is the correctly rounded value
+of one exact dot product, whatever the BLAS kernel, thread count, batch composition or
+chunking. Vectors are bit-identical across runs, processes and thread counts.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +26,7 @@ import torch
 
 from rsembed_db.errors import SpecError
 from rsembed_db.models.base import Embedder, FeatureMap, ModelDescription
+from rsembed_db.models.exact_conv import ExactCorrelation
 from rsembed_db.models.s2_stats import S2_STATS, SOURCE
 from rsembed_db.sources.base import Chip
 from rsembed_db.specs.sensor import SensorSpec
@@ -39,7 +43,6 @@ DEFAULT_BIAS = 0.0
 # draw or the feature computation changes, so old rows are never mistaken for new ones.
 METHOD = "gaussian-rcf/1"
 REFLECTANCE_SCALE = 1e-4  # Sentinel-2 digital numbers are reflectance x 10000
-_MAX_BUFFER = 1 << 20  # float64 elements per response buffer (8 MiB: stays in cache)
 MAX_FILTERS = 4096  # 8192-d vectors; more only costs memory and time per pixel
 MAX_KERNEL = 15  # pixels
 
@@ -64,26 +67,6 @@ def _reflect_pad(array: np.ndarray, pad: int) -> np.ndarray:
     """Reflect-pad the last two axes (numpy repeats the reflection for tiny chips)."""
     widths = [(0, 0)] * (array.ndim - 2) + [(pad, pad), (pad, pad)]
     return np.pad(array, widths, mode="reflect")
-
-
-def _correlate(padded: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B, F, H, W) float64 'valid' cross-correlation of (B, C, H+k-1, W+k-1) with (F, C, k, k).
-
-    Shift-and-add with separate multiply and add kernels (never fused), so each output
-    is the same sequence of correctly rounded operations on any thread count.
-    """
-    b, channels, hp, wp = padded.shape
-    f, _, k, _ = weights.shape
-    h, w = hp - k + 1, wp - k + 1
-    z = torch.zeros((b, f, h, w), dtype=torch.float64)
-    term = torch.empty_like(z)
-    for c in range(channels):
-        for i in range(k):
-            for j in range(k):
-                shifted = padded[:, c : c + 1, i : i + h, j : j + w]
-                torch.mul(shifted, weights[:, c, i, j].view(1, f, 1, 1), out=term)
-                z.add_(term)
-    return z
 
 
 def _neighbourhood_valid(valid: np.ndarray, kernel_size: int) -> np.ndarray:
@@ -122,6 +105,10 @@ class MosaiksEmbedder(Embedder):
     def _filters(self) -> np.ndarray:
         """Drawn on first use: describing or keying a model never pays for it."""
         return draw_filters(self.config["num_filters"], len(self.bands), self.config["kernel_size"], self.config["seed"])
+
+    @cached_property
+    def _correlation(self) -> ExactCorrelation:
+        return ExactCorrelation(self._filters)
 
     @property
     def filters(self) -> np.ndarray:
@@ -164,8 +151,9 @@ class MosaiksEmbedder(Embedder):
             x = np.stack([data for data, _ in inputs])
             valid = _neighbourhood_valid(np.stack([v for _, v in inputs]), self.config["kernel_size"])
             features = self._features(x)
-            features *= valid[:, None]  # invalid pixels hold 0
             for n, i in enumerate(indices):
+                if not valid[n].all():
+                    features[n][:, ~valid[n]] = 0.0  # invalid pixels hold 0
                 grid = chips[i].grid
                 maps[i] = FeatureMap(features[n], valid[n], grid.transform, grid.crs)
         return [maps[i] for i in range(len(chips))]
@@ -186,20 +174,40 @@ class MosaiksEmbedder(Embedder):
         return x, valid
 
     def _features(self, x: np.ndarray) -> np.ndarray:
-        """(B, 2F, H, W) float32 features of a standardised (B, C, H, W) batch."""
-        k, bias, f_total = self.config["kernel_size"], self.config["bias"], self.config["num_filters"]
+        """(B, 2F, H, W) float32 features of a standardised (B, C, H, W) batch.
+
+        Runs on one intra-op thread (``_one_thread``): the work is a series of cache-sized
+        GEMM blocks, for which OpenMP's fork/join costs more than a second thread brings
+        and collapses when the cores are busy (the ingest's fetch threads, other jobs).
+        Values do not depend on it (``ExactCorrelation`` is exact).
+        """
+        k, bias, count = self.config["kernel_size"], self.config["bias"], self.config["num_filters"]
         b, _, h, w = x.shape
-        step = max(1, _MAX_BUFFER // (b * h * w))
-        weights = torch.from_numpy(self._filters)
-        features = torch.empty((b, 2 * f_total, h, w), dtype=torch.float32)
-        with torch.inference_mode():
-            padded = torch.from_numpy(_reflect_pad(x, k // 2))
-            for f0 in range(0, f_total, step):
-                f1 = min(f0 + step, f_total)
-                z = _correlate(padded, weights[f0:f1])
-                features[:, f0:f1] = torch.relu(z - bias)
-                features[:, f_total + f0 : f_total + f1] = torch.relu(-z - bias)
-        return features.numpy()
+        padded = _reflect_pad(x, k // 2)
+        # numpy allocates: it asks for huge pages, which makes the first write 4x cheaper than torch.empty's
+        features = np.empty((b, 2 * count, h * w), dtype=np.float32)
+        with torch.inference_mode(), _one_thread():
+            self._correlation.relu_pairs(padded, bias, torch.from_numpy(features))
+        return features.reshape(b, 2 * count, h, w)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch ops of the calling thread on one intra-op thread, restored afterwards.
+
+    With torch's OpenMP backend the count is per calling thread (its OpenMP and MKL
+    settings); only a thread making its very first parallel torch call meanwhile would
+    start from 1.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 _OPTIONS = ("bands", "num_filters", "kernel_size", "seed", "bias", "scale_m", "stats", "method")
