@@ -16,6 +16,7 @@ chunking or number of threads.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ class ExactCorrelation:
         self.weights = torch.from_numpy(steps * 2.0**-FILTER_BITS)  # (F, C*k*k), in im2col's (c, i, j) order
         # Largest sum of |w| of one filter, in grid steps: integers below 2**53, so fsum is exact.
         l1 = max(math.fsum(abs(v) for v in row) for row in steps.tolist()) * 2.0**-FILTER_BITS
+        self._buffers = threading.local()
         self.hi_bits = _largest_bits(l1 * INPUT_LIMIT)
         self.lo_bits = _largest_bits(l1 * 2.0 ** -(self.hi_bits + 1))
 
@@ -48,35 +50,61 @@ class ExactCorrelation:
         lo = np.round((x - hi) * 2.0**self.lo_bits) * 2.0**-self.lo_bits  # x - hi is exact
         return hi, lo
 
-    def relu_pairs(self, padded: np.ndarray, bias: float, out: torch.Tensor) -> None:
-        """``out`` (B, 2F, H*W) float32 = [relu(z - bias); relu(-z - bias)] of padded
-        (B, C, H+k-1, W+k-1) inputs, z their float64 responses, each rounded once to float32."""
-        k, count = self.kernel_size, self.count
-        height, width = padded.shape[2] - k + 1, padded.shape[3] - k + 1
+    def relu_pair(self, padded: np.ndarray, bias: float, out: torch.Tensor) -> None:
+        """``out`` (2F, H*W) float32 = [relu(z - bias); relu(-z - bias)] of a padded
+        (C, H+k-1, W+k-1) input, z its float64 responses, each rounded once to float32."""
+        k = self.kernel_size
+        height, width = padded.shape[1] - k + 1, padded.shape[2] - k + 1
         rows = max(1, _BAND_PIXELS // width)
+        hi, lo = self.split(padded)
+        for r0 in range(0, height, rows):
+            r1 = min(height, r0 + rows)
+            self._fill(*(self._columns(part[:, r0:r1 + k - 1]) for part in (hi, lo)), bias,
+                       out[:, r0 * width:r1 * width])
+
+    def relu_pair_at(self, padded: np.ndarray, pixels: np.ndarray, bias: float) -> np.ndarray:
+        """(2F, n) float32: ``relu_pair``'s columns at ``pixels`` (n flat indices into the
+        H*W output) only, the same values computed for the selected pixels alone."""
+        k, (channels, _, padded_width) = self.kernel_size, padded.shape
+        width = padded_width - k + 1
+        taps = (np.arange(k)[:, None] * padded_width + np.arange(k)).reshape(-1)  # (k*k,) in (i, j) order
+        origins = pixels // width * padded_width + pixels % width
+        hi, lo = (part.reshape(channels, -1) for part in self.split(padded))
+        out = np.empty((2 * self.count, len(pixels)), dtype=np.float32)
+        for p0 in range(0, len(pixels), _BAND_PIXELS):
+            index = taps[:, None] + origins[None, p0:p0 + _BAND_PIXELS]
+            self._fill(*(torch.from_numpy(part[:, index].reshape(channels * k * k, -1)) for part in (hi, lo)),
+                       bias, torch.from_numpy(out[:, p0:p0 + _BAND_PIXELS]))
+        return out
+
+    def _fill(self, hi_columns: torch.Tensor, lo_columns: torch.Tensor, bias: float, out: torch.Tensor) -> None:
+        """``out`` (2F, P) from the (C*k*k, P) columns of the two input parts, in blocks that
+        stay in cache."""
+        count, pixels = self.count, hi_columns.shape[1]
         step = max(1, _BLOCK // count)
-        scratch = torch.empty(2 * count * min(step, rows * width), dtype=torch.float64)  # reused: stays in cache
-        for n, chip in enumerate(padded):
-            hi, lo = self.split(chip)
-            for r0 in range(0, height, rows):
-                r1 = min(height, r0 + rows)
-                hi_cols, lo_cols = (self._columns(part[:, r0:r1 + k - 1]) for part in (hi, lo))
-                for p0 in range(0, hi_cols.shape[1], step):
-                    p1 = min(hi_cols.shape[1], p0 + step)
-                    size = count * (p1 - p0)
-                    z = scratch[:size].view(count, p1 - p0)
-                    fine = scratch[size:2 * size].view(count, p1 - p0)
-                    torch.mm(self.weights, hi_cols[:, p0:p1], out=z)
-                    torch.mm(self.weights, lo_cols[:, p0:p1], out=fine)
-                    z.add_(fine)  # both sums are exact: this is the one rounding
-                    columns = slice(r0 * width + p0, r0 * width + p1)
-                    _relu_pair(z, fine, bias, out[n, :count, columns], out[n, count:, columns])
+        scratch = self._scratch(2 * count * min(step, pixels))
+        for p0 in range(0, pixels, step):
+            p1 = min(pixels, p0 + step)
+            size = count * (p1 - p0)
+            z = scratch[:size].view(count, p1 - p0)
+            fine = scratch[size:2 * size].view(count, p1 - p0)
+            torch.mm(self.weights, hi_columns[:, p0:p1], out=z)
+            torch.mm(self.weights, lo_columns[:, p0:p1], out=fine)
+            z.add_(fine)  # both sums are exact: this is the one rounding
+            _relu_pair(z, fine, bias, out[:count, p0:p1], out[count:, p0:p1])
+
+    def _scratch(self, size: int) -> torch.Tensor:
+        """A float64 buffer of ``size`` elements, kept per thread: reused, it stays in cache."""
+        buffer = getattr(self._buffers, "scratch", None)
+        if buffer is None or buffer.numel() < size:
+            buffer = self._buffers.scratch = torch.from_numpy(np.empty(size))
+        return buffer
 
     def _columns(self, window: np.ndarray) -> torch.Tensor:
         """(C*k*k, h*w) patches of a (C, h+k-1, w+k-1) window, in (c, i, j) order."""
         k = self.kernel_size
         view = sliding_window_view(window, (k, k), axis=(1, 2))  # (C, h, w, k, k)
-        return torch.from_numpy(np.ascontiguousarray(view.transpose(0, 3, 4, 1, 2)).reshape(-1, view.shape[1] * view.shape[2]))
+        return torch.from_numpy(np.array(view.transpose(0, 3, 4, 1, 2), order="C").reshape(-1, view.shape[1] * view.shape[2]))
 
 
 def _relu_pair(z: torch.Tensor, spare: torch.Tensor, bias: float, positive: torch.Tensor,
@@ -86,13 +114,12 @@ def _relu_pair(z: torch.Tensor, spare: torch.Tensor, bias: float, positive: torc
     one rounding to float32 equals rounding relu(...) computed in float64."""
     if bias:
         torch.add(z, bias, out=spare)
-        z.sub_(bias)
         negative.copy_(spare)
-        negative.neg_()  # -(z + bias) = -z - bias exactly
+        torch.neg(negative, out=negative)  # -(z + bias) = -z - bias exactly
+        positive.copy_(z.sub_(bias))
     else:
-        negative.copy_(z)
-        negative.neg_()
-    positive.copy_(z)
+        positive.copy_(z)
+        torch.neg(positive, out=negative)  # negation is exact: -round(z) = round(-z)
     positive.clamp_min_(0.0)
     negative.clamp_min_(0.0)
 

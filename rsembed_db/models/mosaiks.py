@@ -22,13 +22,16 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 
 from rsembed_db.errors import SpecError
-from rsembed_db.models.base import Embedder, FeatureMap, ModelDescription
+from rsembed_db.models.base import Embedder, FeatureMap, InputPrep, ModelDescription, PooledFeatures
 from rsembed_db.models.exact_conv import ExactCorrelation
+from rsembed_db.models.pooling import NO_VALID_CELL, reduce_cells
 from rsembed_db.models.s2_stats import S2_STATS, SOURCE
 from rsembed_db.sources.base import Chip
+from rsembed_db.specs.output import POOLINGS
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.validate import require_choice, require_number, require_positive
 
@@ -70,7 +73,9 @@ def _reflect_pad(array: np.ndarray, pad: int) -> np.ndarray:
 
 
 def _neighbourhood_valid(valid: np.ndarray, kernel_size: int) -> np.ndarray:
-    """(B, H, W): True where every pixel of the (reflect-padded) k x k window is valid."""
+    """(H, W): True where every pixel of the (reflect-padded) k x k window is valid."""
+    if valid.all():
+        return valid
     pad = kernel_size // 2
     padded = _reflect_pad(valid, pad)
     h, w = valid.shape[-2:]
@@ -141,22 +146,43 @@ class MosaiksEmbedder(Embedder):
                           composite="median")
 
     def embed(self, chips: list[Chip]) -> list[FeatureMap]:
-        """One pixel-resolution feature map per chip; chips of equal shape share one pass."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, chip in enumerate(chips):
-            groups.setdefault(chip.data.shape[-2:], []).append(index)
-        maps: dict[int, FeatureMap] = {}
-        for indices in groups.values():
-            inputs = [self.normalised(chips[i]) for i in indices]
-            x = np.stack([data for data, _ in inputs])
-            valid = _neighbourhood_valid(np.stack([v for _, v in inputs]), self.config["kernel_size"])
-            features = self._features(x)
-            for n, i in enumerate(indices):
-                if not valid[n].all():
-                    features[n][:, ~valid[n]] = 0.0  # invalid pixels hold 0
-                grid = chips[i].grid
-                maps[i] = FeatureMap(features[n], valid[n], grid.transform, grid.crs)
-        return [maps[i] for i in range(len(chips))]
+        """One pixel-resolution feature map per chip (each computed alone: the values do not
+        depend on the batch)."""
+        k = self.config["kernel_size"]
+        maps = []
+        with torch.inference_mode(), _one_thread():
+            for chip in chips:
+                x, valid = self.normalised(chip)
+                valid = _neighbourhood_valid(valid, k)
+                features = self._features(x)
+                if not valid.all():
+                    features[:, ~valid] = 0.0  # invalid pixels hold 0
+                maps.append(FeatureMap(features, valid, chip.grid.transform, chip.grid.crs))
+        return maps
+
+    def embed_pooled(self, chips: list[Chip], preps: list[InputPrep], poolings: list[str]) -> list[PooledFeatures]:
+        """Vectors pooled over each chip's ROI, computing the features of its valid ROI cells
+        only: the same cells, values and reduction as pooling ``embed``'s maps, so the same bits.
+
+        Each step runs over the whole batch before the next (ROI masks, then responses), which
+        keeps each step's code and data in cache.
+        """
+        k, bias = self.config["kernel_size"], self.config["bias"]
+        for how in poolings:
+            require_choice("output.pooling", how, POOLINGS)
+        with rasterio.Env():  # one GDAL environment for all the ROI masks
+            inputs = [self.normalised(chip) for chip in chips]
+            cells = [np.flatnonzero(chip.grid.roi_mask() & _neighbourhood_valid(valid, k))
+                     for chip, (_, valid) in zip(chips, inputs)]
+        out = []
+        with torch.inference_mode(), _one_thread():
+            for (x, _), where, how in zip(inputs, cells, poolings):
+                if not len(where):
+                    out.append(PooledFeatures(None, NO_VALID_CELL))
+                    continue
+                values = self._correlation.relu_pair_at(_reflect_pad(x, k // 2), where, bias)
+                out.append(PooledFeatures(reduce_cells(values, how)))
+        return out
 
     def normalised(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) float64 standardised bands and the (H, W) valid mask; invalid pixels -> 0."""
@@ -174,21 +200,20 @@ class MosaiksEmbedder(Embedder):
         return x, valid
 
     def _features(self, x: np.ndarray) -> np.ndarray:
-        """(B, 2F, H, W) float32 features of a standardised (B, C, H, W) batch.
+        """(2F, H, W) float32 features of a standardised (C, H, W) chip.
 
-        Runs on one intra-op thread (``_one_thread``): the work is a series of cache-sized
-        GEMM blocks, for which OpenMP's fork/join costs more than a second thread brings
-        and collapses when the cores are busy (the ingest's fetch threads, other jobs).
-        Values do not depend on it (``ExactCorrelation`` is exact).
+        ``embed`` runs this on one intra-op thread (``_one_thread``): the work is a series of
+        cache-sized GEMM blocks, for which OpenMP's fork/join costs more than a second
+        thread brings and collapses when the cores are busy (the ingest's fetch threads,
+        other jobs); the ingest engine overlaps it with fetching instead. Values do not
+        depend on it (``ExactCorrelation`` is exact).
         """
-        k, bias, count = self.config["kernel_size"], self.config["bias"], self.config["num_filters"]
-        b, _, h, w = x.shape
-        padded = _reflect_pad(x, k // 2)
-        # numpy allocates: it asks for huge pages, which makes the first write 4x cheaper than torch.empty's
-        features = np.empty((b, 2 * count, h * w), dtype=np.float32)
-        with torch.inference_mode(), _one_thread():
-            self._correlation.relu_pairs(padded, bias, torch.from_numpy(features))
-        return features.reshape(b, 2 * count, h, w)
+        k, count = self.config["kernel_size"], self.config["num_filters"]
+        _, h, w = x.shape
+        # numpy allocates: it asks for huge pages, which makes the first write cheaper than torch.empty's
+        features = np.empty((2 * count, h * w), dtype=np.float32)
+        self._correlation.relu_pair(_reflect_pad(x, k // 2), self.config["bias"], torch.from_numpy(features))
+        return features.reshape(2 * count, h, w)
 
 
 @contextmanager
