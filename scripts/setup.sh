@@ -16,4 +16,4 @@ fi
 pip=(.venv/bin/python -m pip install --quiet -c constraints/lean.txt)
 .venv/bin/python -m pip install --quiet --upgrade pip
 "${pip[@]}" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
-"${pip[@]}" -e ".[test]"
+"${pip[@]}" -e ".[test,fast]"

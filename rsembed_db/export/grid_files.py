@@ -19,6 +19,7 @@ import xarray as xr
 from affine import Affine
 
 from rsembed_db.errors import SpecError
+from rsembed_db.export.hdf5 import HDF5_LOCK
 
 if TYPE_CHECKING:
     import pyproj
@@ -55,7 +56,8 @@ def _netcdf(grid: xr.DataArray, path: Path) -> None:
     data["y"].attrs = _axis(crs, "y")
     dataset = data.to_dataset(name="embedding").assign_coords(spatial_ref=xr.DataArray(0, attrs=mapping))
     dataset.attrs["Conventions"] = "CF-1.8"
-    dataset.to_netcdf(path, engine="netcdf4")
+    with HDF5_LOCK:
+        dataset.to_netcdf(path, engine="netcdf4")
 
 
 def _axis(crs: pyproj.CRS, axis: str) -> dict[str, str]:

@@ -91,6 +91,7 @@ class FomoEmbedder(ZooEmbedder):
 
     def describe(self) -> ModelDescription:
         bands = list(self.bands)
+        normalisation: dict[str, Any]
         if self.config["normalisation"] == "standard":
             normalisation = {"mean": [TALLOS[b][0] for b in bands], "std": [TALLOS[b][1] for b in bands],
                              "formula": "(DN - mean) / std", "units": "Sentinel-2 L2A reflectance x 10000",

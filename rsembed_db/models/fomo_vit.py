@@ -15,6 +15,7 @@ LayerNorm. No CLS token enters the sequence (``cls_token`` is stored but unused)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,8 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attention, feed_forward in self.layers:  # type: ignore[misc]
+        for layer in self.layers:
+            attention, feed_forward = cast(nn.ModuleList, layer)
             x = x + attention(x)
             x = x + feed_forward(x)
         return self.norm(x)

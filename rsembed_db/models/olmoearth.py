@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -81,6 +81,12 @@ VARIANTS: dict[str, Variant] = {
     **{f"{size}_v1_1": _variant(size, "v1.1", DIMS[size]) for size in ("nano", "tiny", "base")},
     **{f"{size}_v1_2": _variant(size, "v1.2", DIMS[size]) for size in ("nano", "tiny", "small", "base")},
 }
+
+
+class _LatentMIM(Protocol):
+    """What ``forward`` reads of olmoearth_pretrain_minimal's ``LatentMIM``."""
+
+    encoder: torch.nn.Module
 
 
 class OlmoEarthEmbedder(ZooEmbedder):
@@ -215,7 +221,8 @@ class OlmoEarthEmbedder(ZooEmbedder):
                           dtype=torch.long, device=x.device)
         stamps = torch.as_tensor([s["timestamps"] for s in sides], dtype=torch.long, device=x.device)
         sample = MaskedOlmoEarthSample(timestamps=stamps, sentinel2_l2a=data, sentinel2_l2a_mask=mask)
-        tokens = model.encoder(sample, patch_size=self.patch_size, fast_pass=True)["tokens_and_masks"].sentinel2_l2a
+        encoder = cast(_LatentMIM, model).encoder
+        tokens = encoder(sample, patch_size=self.patch_size, fast_pass=True)["tokens_and_masks"].sentinel2_l2a
         return tokens.mean(dim=(3, 4)).permute(0, 3, 1, 2)  # (B, D, H/p, W/p)
 
     def embed_prepared(self, chips: list[Chip], preps: list[InputPrep]) -> list[FeatureMap]:

@@ -37,7 +37,7 @@ import torch
 from rsembed_db.errors import SpecError
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.chip_context import centre_lonlat, frame_dates
-from rsembed_db.models.vit_tokens import frames_grid, patch_grid
+from rsembed_db.models.vit_tokens import frames_grid, vit_patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
 from rsembed_db.models.zoo import RGB, ModelInput, ZooEmbedder, rgb_max, rgb_normalisation, standardised
 from rsembed_db.sources.base import Chip
@@ -220,4 +220,4 @@ class SatMaeEmbedder(ZooEmbedder):
             frames = x.reshape(len(x), self.frames, len(RGB), *x.shape[-2:])
             stamps = torch.as_tensor([s["timestamps"] for s in sides], dtype=torch.float32, device=x.device)
             return frames_grid(model(frames, stamps), 1, self.frames, self.grid)
-        return patch_grid(model.forward_features(x), model.num_prefix_tokens, self.grid)
+        return vit_patch_grid(model, x, self.grid)

@@ -34,7 +34,7 @@ import torch
 
 from rsembed_db.errors import SpecError
 from rsembed_db.models.base import ModelDescription
-from rsembed_db.models.vit_tokens import patch_grid
+from rsembed_db.models.vit_tokens import vit_patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
 from rsembed_db.models.zoo import DEFAULT_COLLECTION, RGB, ModelInput, ZooEmbedder, rgb_max, rgb_normalisation, standardised
 from rsembed_db.sources.base import Chip
@@ -189,7 +189,7 @@ class SatMaePlusPlusEmbedder(ZooEmbedder):
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, sides: list[dict[str, Any]]) -> torch.Tensor:
         if self.config["modality"] == "rgb":
-            return patch_grid(model.forward_features(x), model.num_prefix_tokens, self.grid)
+            return vit_patch_grid(model, x, self.grid)
         tokens = model(x)[:, 1:]
         b, _, d = tokens.shape
         h, w = self.grid

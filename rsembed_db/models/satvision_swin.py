@@ -68,6 +68,9 @@ def _shift_mask(resolution: int, window: int, shift: int) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
+    relative_coords_table: torch.Tensor  # buffers (register_buffer)
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, window: int, heads: int) -> None:
         super().__init__()
         self.window, self.heads = window, heads

@@ -25,7 +25,7 @@ upsampled (bilinear) to the finest group's 36 x 36 grid, then merged by ``group_
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from rsembed_db.models.zoo import DEFAULT_COLLECTION, ModelInput, ZooEmbedder, r
 from rsembed_db.sources.base import Chip
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.validate import require_choice
+
+if TYPE_CHECKING:
+    from rsembed_db.models.thor_net import ThorEncoder
 
 MODALITIES = ("s2", "s1")
 MERGES = ("concat", "mean", "sum")
@@ -216,7 +219,7 @@ class ThorEmbedder(ZooEmbedder):
         tokens = model(x)
         h, w = self.grid
         maps, start = [], 0
-        for _, side in model.group_sides():
+        for _, side in cast("ThorEncoder", model).group_sides():
             group = tokens[:, start:start + side * side].transpose(1, 2).reshape(len(x), -1, side, side)
             maps.append(group if side == h else F.interpolate(group, (h, w), mode="bilinear"))
             start += side * side

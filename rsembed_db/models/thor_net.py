@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +87,9 @@ class ChannelPatchEmbed(nn.Module):
 class ThorEncoder(nn.Module):
     """THOR's encoder for a fixed channel list (input order) at ``ground_cover`` metres."""
 
+    encoder_slopes: torch.Tensor  # buffers (register_buffer)
+    pinv: torch.Tensor
+
     def __init__(self, channels: Sequence[Channel], dim: int, depth: int, heads: int, band_dim: int,
                  ground_cover: int, patch_size: int) -> None:
         super().__init__()
@@ -112,7 +116,7 @@ class ThorEncoder(nn.Module):
         """(B, N, D) tokens of one (B, 1, S, S) channel resampled to its own GSD."""
         side = self.ground_cover // channel.gsd
         x = F.interpolate(x, (side, side), mode="bilinear")
-        conv: nn.Conv2d = self.ind_patch_embed.patch_embed[channel.embed_name]
+        conv = cast(nn.Conv2d, self.ind_patch_embed.patch_embed[channel.embed_name])
         kernel = (conv.weight.reshape(conv.out_channels, -1) @ self.pinv.T).reshape(
             conv.out_channels, 1, self.patch_size, self.patch_size)
         return F.conv2d(x, kernel, conv.bias, stride=self.patch_size).flatten(2).transpose(1, 2)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -190,9 +190,10 @@ class WildSatEmbedder(ZooEmbedder):
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, sides: list[dict[str, Any]]) -> torch.Tensor:
         x = x - x.amin(dim=(1, 2, 3), keepdim=True)
+        satellite = cast(SatelliteModel, model)  # what ``build`` made
         if self.config["features"] == "tokens":
-            return feature_map(model, self.variant, x)  # type: ignore[arg-type]
-        image = model.decoder.backbone3(model.backbone(x))
+            return feature_map(satellite, self.variant, x)
+        image = satellite.decoder.backbone3(satellite.backbone(x))
         return image[:, :, None, None]
 
 

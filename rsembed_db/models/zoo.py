@@ -378,12 +378,13 @@ class ZooEmbedder(Embedder):
         channel_axis = data.ndim - 3
         valid = np.asarray(chip.valid, dtype=bool) & np.isfinite(data).all(axis=channel_axis)
         while valid.ndim > 2:  # multi-frame: valid in every frame
-            valid = valid.all(axis=0)
+            valid = np.asarray(valid.all(axis=0))
         return data, valid
 
 
-def standardised(data: np.ndarray, valid: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                 scale: float = 1.0, clip: tuple[float, float] | None = None) -> ModelInput:
+def standardised(data: np.ndarray, valid: np.ndarray, mean: Sequence[float] | np.ndarray,
+                 std: Sequence[float] | np.ndarray, scale: float = 1.0,
+                 clip: tuple[float, float] | None = None) -> ModelInput:
     """``((data * scale) clipped - mean) / std`` per band; frames (T, C, H, W) become T*C
     channels; invalid pixels become 0 (the mean)."""
     x = data * np.float32(scale)

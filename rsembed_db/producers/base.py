@@ -65,13 +65,13 @@ class Producer(ABC):
         return table_name_for(self.model, self.dim, self.default_dim)
 
     @abstractmethod
-    def request(self, spatial: SpatialSpec, temporal: TemporalSpec, output: OutputSpec = OutputSpec(),
+    def request(self, spatial: SpatialSpec, temporal: TemporalSpec | None, output: OutputSpec = OutputSpec(),
                 sensor: SensorSpec | None = None, fetch: FetchSpec | None = None,
                 input_prep: InputPrepSpec | str | None = None,
                 modality: str | None = None) -> EmbeddingRequest:
         """The fully resolved request (and so its key) for these specs."""
 
-    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | None,
                  output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
         """``request`` for many spatial specs; resolved once, keys computed in bulk."""
         if not spatials:

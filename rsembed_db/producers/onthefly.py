@@ -15,6 +15,7 @@ from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.frames import FRAME_META
 from rsembed_db.sources.quality import check_input
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
@@ -77,7 +78,7 @@ class OnTheFlyProducer(Producer):
             model_config=self.embedder.config,
         )
 
-    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | None,
                  output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
         """``request`` for many spatial specs, keys computed in bulk per resolved input prep
         (a model with a fixed input size may tile one chip and resize a smaller one)."""
@@ -126,10 +127,21 @@ class OnTheFlyProducer(Producer):
         return InputPrepSpec("tile", tile_size=prep.tile_size or size, pad_edges=prep.pad_edges)
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
-        grid = chip_grid_for(request.spatial, request.sensor.scale_m)
-        chip = self.source.fetch(grid, request.temporal, request.sensor)
-        if request.sensor.check_input:
-            check_input(chip, request.sensor, tile_id(request.spatial), self.model)
+        """Fetch the chip: ``describe().frames`` frames (one composite per frame bin for
+        multi-temporal models); a UserWarning names the frames back-filled with the whole
+        window's composite."""
+        sensor = request.require_sensor()
+        grid = chip_grid_for(request.spatial, sensor.scale_m)
+        frames = self.description.frames
+        chip = (self.source.fetch(grid, request.temporal, sensor, frames=frames) if frames > 1
+                else self.source.fetch(grid, request.temporal, sensor))
+        if chip.meta.get("n_backfilled_frames"):
+            empty = [b for b, filled in zip(chip.meta["frame_bins"], chip.meta["frame_backfilled"]) if filled]
+            warnings.warn(f"{self.model}: tile {tile_id(request.spatial)}: {len(empty)} of "
+                          f"{chip.meta['n_frames']} frame bins have no imagery and repeat the whole window's "
+                          f"composite: {', '.join(f'{a}..{b}' for a, b in empty)}", UserWarning, stacklevel=2)
+        if sensor.check_input:
+            check_input(chip, sensor, tile_id(request.spatial), self.model)
         return Prepared(request, chip)
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
@@ -165,11 +177,13 @@ class OnTheFlyProducer(Producer):
         return {
             "model": self.model,
             "source": self.source.name,
-            "sensor": request.sensor.to_dict(),
+            "sensor": request.require_sensor().to_dict(),
             "temporal": request.temporal.to_dict(),
             "input_time": request.temporal.midpoint.isoformat(),
             "scene_dates": chip.meta.get("dates", []),
             "image_size": [chip.grid.height, chip.grid.width],
             "crs": chip.grid.crs,
-            **{f"source_{k}": v for k, v in chip.meta.items()},
+            **{f"source_{k}": v for k, v in chip.meta.items() if k not in FRAME_META},
+            **{k: chip.meta[k] for k in FRAME_META if k in chip.meta},
         }
+

@@ -33,7 +33,7 @@ class NoImagery:
 
     name = "none"
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
         raise ApiError(503, "imagery", NO_IMAGERY)
 
 
@@ -102,7 +102,8 @@ class ServiceContext:
         self.jobs.shutdown()
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
+    """The shared context (a coroutine: no thread-pool hop per request)."""
     return request.app.state.ctx
 
 

@@ -13,6 +13,9 @@ respected), and composites them per pixel:
 
 Values are cast to float32 as stored, never rescaled: models normalise their inputs.
 Files carry no cloud information, so ``sensor.cloudy_pct`` is not applied here.
+
+``frames=T > 1`` returns a multi-frame chip (``sources.frames``): each scene of the
+window is warped once and composited with the other scenes of its frame bin.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from rasterio.warp import transform_bounds
 from rsembed_db.errors import TileFailure
 from rsembed_db.sources.base import Chip
 from rsembed_db.sources.composite import COMPOSITES
+from rsembed_db.sources.frames import DatedPlane, frame_bins, frames_from_planes, require_frames
 from rsembed_db.sources.scene_dates import compile_date_pattern
 from rsembed_db.sources.scenes import Scene, discover, scan_scene
 from rsembed_db.sources.warp import warp_to_grid
@@ -93,8 +97,11 @@ class LocalImagerySource:
                 self._scenes = tuple(sorted(scanned, key=lambda s: (s.date, str(s.path))))
             return self._scenes
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
-        """Composite the scenes of ``temporal`` on ``grid``; TileFailure when none covers it."""
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
+        """Composite the scenes of ``temporal`` on ``grid`` (``frames`` > 1: one composite per
+        frame bin); TileFailure when none covers it."""
+        if require_frames(frames) > 1:
+            frame_bins(temporal, frames)  # a bad frame count fails before any read
         scenes = self._candidates(grid, temporal)
         indexes = [scene.band_indexes(sensor.bands) for scene in scenes]
         used, planes = [], []
@@ -108,6 +115,9 @@ class LocalImagerySource:
                 f"tile lies outside all imagery: {len(scenes)} scene(s) in window "
                 f"{_window(temporal)} overlap its bounds but none has a valid pixel on it"
             )
+        if frames > 1:
+            dated = [DatedPlane(str(scene.path), scene.date, plane) for scene, plane in zip(used, planes)]
+            return frames_from_planes(grid, temporal, sensor, frames, dated, {"source": self.name})
         data = COMPOSITES[sensor.composite](np.stack(planes))
         valid = np.isfinite(data[0])
         data[:, ~valid] = sensor.fill_value

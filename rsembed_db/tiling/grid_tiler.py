@@ -45,7 +45,8 @@ def grid_tiles(region: Region, size_m: float) -> list[GridCell]:
         if band.is_empty:
             continue
         cols = np.arange(math.floor(band.bounds[0] / size), math.ceil(band.bounds[2] / size))
-        squares = shapely.box(cols * size, row * size, (cols + 1) * size, (row + 1) * size)
+        # types-shapely's box() overloads reject scalars broadcast with arrays, which shapely accepts.
+        squares = shapely.box(cols * size, row * size, (cols + 1) * size, (row + 1) * size)  # type: ignore[call-overload]
         # Interiors must meet: a tile that only shares an edge with the region is dropped.
         keep = shapely.intersects(native, squares) & ~shapely.touches(native, squares)
         tiles.extend(GridCell(crs, float(c * size), float(row * size), size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeVar, Union, cast
 
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
@@ -15,6 +15,7 @@ from rsembed_db.errors import SpecError
 from rsembed_db.specs.spatial import WGS84, reproject_geometry
 
 Region = Union[Polygon, MultiPolygon]
+_Geometry = TypeVar("_Geometry", bound=BaseGeometry)
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 _GEOMETRIES = _POLYGONAL + ("Point", "MultiPoint", "LineString", "MultiLineString",
@@ -63,8 +64,9 @@ def region_from_geojson(obj: Any) -> Region:
             raise RegionError('FeatureCollection has no "features" list')
         if not features:
             raise RegionError("FeatureCollection has no features")
-        return shapely.union_all([_feature_geometry(f, f"feature {i}")
-                                  for i, f in enumerate(features)])
+        # The union of (non-empty) polygonal geometries is a Polygon or a MultiPolygon.
+        return cast(Region, shapely.union_all([_feature_geometry(f, f"feature {i}")
+                                               for i, f in enumerate(features)]))
     if kind == "Feature":
         return _feature_geometry(obj, "feature")
     if kind in _GEOMETRIES:
@@ -73,7 +75,7 @@ def region_from_geojson(obj: Any) -> Region:
                       "FeatureCollection, Polygon or MultiPolygon)")
 
 
-def project_lonlat(geom: BaseGeometry, crs: str) -> BaseGeometry:
+def project_lonlat(geom: _Geometry, crs: str) -> _Geometry:
     """A lon/lat geometry in ``crs``, edges densified so they keep their lon/lat shape."""
     return reproject_geometry(shapely.segmentize(geom, _DENSIFY_DEG), WGS84, crs)
 
@@ -104,7 +106,8 @@ def _polygon(geometry: Any, where: str) -> Region:
         raise RegionError(f"{where} is a {kind}; only Polygon and MultiPolygon regions "
                           "can be tiled")
     try:
-        geom = shapely.force_2d(shape(geometry))
+        # ``kind`` is Polygon or MultiPolygon, so is the shape built from it.
+        geom = cast(Region, shapely.force_2d(shape(geometry)))
     except (KeyError, TypeError, ValueError, IndexError, shapely.errors.ShapelyError) as exc:
         raise RegionError(f"{where} has malformed {kind} coordinates: {exc}") from None
     if geom.is_empty:
