@@ -153,6 +153,52 @@ def run_mosaiks(rounds: int) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
 
+def zoo_row(workdir: Path, name: str, config: dict[str, Any], chips: int) -> str:
+    """One zoo model: ingest ``chips`` tiles in one batch, then its forward pass alone on the samples
+    that ingest's ``embed`` built (captured), each after a one-tile warm-up."""
+    producer = make_producer(name, [IMAGERY], model_config={"batch_size": chips, **config})
+    embedder: Any = producer.embedder
+    torch.manual_seed(0)
+    # Benchmark only: the real architecture with random weights, bypassing the weight loader.
+    embedder._model = embedder.build().to(embedder.runtime.device).eval()
+    infer, captured = embedder._infer, []
+
+    def capture(model: torch.nn.Module, samples: list) -> np.ndarray:
+        captured.append(samples)
+        return infer(model, samples)
+
+    embedder._infer = capture
+    requests = requests_for(producer, limit=chips + 1)
+    run_ingest(EmbeddingStore(str(workdir / f"{name}-warm")), producer, requests[:1], OPTIONS)
+    summary = run_ingest(EmbeddingStore(str(workdir / f"{name}")), producer, requests[1:],
+                         IngestOptions(batch_size=chips))
+    assert summary.computed == chips, summary
+    samples = captured[-1]
+    forward, _ = timed(lambda: infer(embedder._model, samples))
+    params = sum(p.numel() for p in embedder._model.parameters())
+    ratio = (summary.seconds / chips) / (forward / chips)
+    print(f"{name} {config or ''}: forward {forward / chips:.3f} s/chip ({len(samples)} samples), "
+          f"ingest {summary.seconds / chips:.3f} s/chip, ratio {ratio:.2f}", flush=True)
+    label = name + "".join(f" {k}={v}" for k, v in config.items())
+    return (f"| {label} | {params / 1e6:.1f}M | {embedder.image_size} | {forward / chips:.3f} | "
+            f"{summary.seconds / chips:.3f} | **{ratio:.2f}** |")
+
+
+def run_zoo(chips: int, names: list[str] | None) -> list[str]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ingest-floor-zoo-") as tmp:
+        for name, config in ZOO:
+            if names and name not in names:
+                continue
+            try:
+                rows.append(zoo_row(Path(tmp), name, config, chips))
+            except Exception as exc:  # noqa: BLE001 - one model failing leaves the others' rows
+                print(f"{name}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+                rows.append(f"| {name} | - | - | - | - | skipped: {type(exc).__name__} |")
+            gc.collect()
+    return rows
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -175,6 +221,7 @@ def main() -> None:
     parser.add_argument("--zoo", action="store_true", help="also the zoo models (needs the zoo extra)")
     parser.add_argument("--zoo-chips", type=int, default=4, help="tiles per zoo model (one batch)")
     parser.add_argument("--only-zoo", action="store_true", help="skip MOSAIKS")
+    parser.add_argument("--models", default="", help="zoo models to run, comma-separated (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
     parser.add_argument("--label", default="", help="a note for the RESULTS.md entry (e.g. 'before')")
     args = parser.parse_args()
@@ -194,7 +241,7 @@ def main() -> None:
                   f"| median of {args.rounds} rounds | {m['ingest']:.2f} | {m['floor']:.2f} | {m['fetch']:.2f} | "
                   f"{m['conv2d']:.2f} | {m['write']:.2f} | **{m['ratio']:.2f}** |"]
     if args.zoo or args.only_zoo:
-        rows = run_zoo(args.zoo_chips)
+        rows = run_zoo(args.zoo_chips, [m for m in args.models.split(",") if m])
         lines += ["", f"| zoo model (random weights, {args.zoo_chips} tiles) | params | input px | forward s/chip | "
                   "ingest s/chip | ingest / forward |", "|---|---|---|---|---|---|", *rows]
     load_end = os.getloadavg()
