@@ -13,6 +13,9 @@ from rsembed_db.sources.base import Chip
 from rsembed_db.specs.output import InputPrepSpec
 from rsembed_db.specs.sensor import SensorSpec
 
+# Config keys that choose where and how a zoo model runs, never what it computes (not in keys).
+RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never change values
+
 
 @dataclass(frozen=True)
 class ModelDescription:
