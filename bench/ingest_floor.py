@@ -1,7 +1,10 @@
 """Benchmark: ingest wall time against its compute floor, measured in the same run.
 
-    .venv/bin/python bench/ingest_floor.py            # MOSAIKS; appends to bench/RESULTS.md
-    .venv-zoo/bin/python bench/ingest_floor.py --zoo  # also every zoo model (smallest variant)
+    .venv/bin/python -m bench.ingest_floor            # MOSAIKS; appends to bench/RESULTS.md
+    .venv-zoo/bin/python -m bench.ingest_floor --zoo  # also every zoo model (smallest variant)
+
+Run it as a module from the repository root (``-m``): as a script, ``sys.path`` starts with
+``bench/`` and ``rsembed_db`` would come from wherever the environment installed it.
 
 MOSAIKS: the ingest of ``examples/region.geojson`` as H3 resolution-9 cells (371 tiles)
 over the bundled Sentinel-2 scene, ``run_ingest`` into a fresh database (skip-stored
@@ -41,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import rsembed_db
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.catalog import make_producer
@@ -226,6 +230,9 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a note for the RESULTS.md entry (e.g. 'before')")
     args = parser.parse_args()
     load_start = os.getloadavg()
+    package = Path(rsembed_db.__file__).resolve().parent
+    if package != ROOT / "rsembed_db":
+        raise SystemExit(f"rsembed_db imported from {package}, not this checkout: run `python -m bench.ingest_floor`")
     machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
                f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
     print(f"{machine}; load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}", flush=True)
