@@ -66,7 +66,7 @@ OPTIONS = IngestOptions()
 ZOO = [("remoteclip", {}), ("prithvi", {}), ("satmae", {"variant": "multispectral_vit_base"}), ("scalemae", {}),
        ("dofa", {}), ("clay", {}), ("terrafm", {}), ("terramind", {"variant": "tiny"}), ("satmaepp", {}),
        ("thor", {"variant": "tiny"}), ("fomo", {}), ("wildsat", {"variant": "swint"}),
-       ("olmoearth", {"variant": "nano_v1"})]
+       ("olmoearth", {"variant": "nano"})]
 
 
 def requests_for(producer: Producer, tiles: str = "h3:9", limit: int | None = None) -> list[EmbeddingRequest]:
