@@ -22,6 +22,7 @@ def test_miss_is_computed_and_stored_then_read_back(tmp_path):
     assert first.meta["source_covered_fraction"] == 1.0 and first.meta["input_time"] == "2017-07-02"
     second = get_embedding("mosaiks", spatial=CELL, temporal=YEAR, store=store, imagery=SCENE)
     assert second.meta["from_store"] is True and second.meta["key"] == first.meta["key"]
+    assert first.meta["scene_dates"] == second.meta["scene_dates"] == ["2017-02-16"]  # the scene used, stored
     np.testing.assert_array_equal(second.data, first.data)
     # Without a store nothing is kept, and the values are the same bits.
     again = get_embedding("mosaiks", spatial=CELL, temporal=YEAR, imagery=SCENE)

@@ -238,11 +238,14 @@ def test_positive_and_negative_examples_rerank_and_persist(browser, server, sess
     by_h3 = {c["h3"]: c for c in cells}
     positives = [by_h3[single[-1]], by_h3[single[-2]]]  # the far end of the first ranking
     negative = by_h3[single[0]]
-    for place in positives:
-        session.click(place, "Shift")
+    # Marking by modifier key (Shift: positive) and by the toolbar's mark buttons.
+    marks = [(positives[0], "Shift", None), (positives[1], None, "positive"), (negative, None, "negative")]
+    for place, modifier, button in marks:
+        if button:
+            session.page.click(f"[data-mark={button}]")
+        session.click(place, modifier)
         session.page.wait_for_function(f"document.getElementById('status').textContent.includes('{place['h3']}')")
-    session.click(negative, "Alt")
-    session.page.wait_for_function(f"document.getElementById('status').textContent.includes('{negative['h3']}')")
+    session.page.click("[data-mark=inspect]")
     assert session.page.text_content("#example-counts") == "2 pos. · 1 neg."
     session.page.click("#search-examples")
     session.page.wait_for_function("document.getElementById('status').textContent.includes('examples')")

@@ -386,6 +386,8 @@ def test_service_searches_over_in_memory_vectors(tmp_path, monkeypatch):
 
     store = EmbeddingStore(tmp_path / "db")
     write_synthetic(store, TABLE, PARENT, 9, [2020], 16, seed=2)
+    monkeypatch.delenv(hot.ENV_BUDGET, raising=False)
+    assert ServiceSettings.from_env().search_cache_mb == 1024  # unset: the default budget
     monkeypatch.setenv(hot.ENV_BUDGET, "lots")
     with pytest.raises(SpecError, match=hot.ENV_BUDGET):
         ServiceSettings.from_env()

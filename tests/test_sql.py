@@ -96,3 +96,16 @@ def test_cli_sql_json_and_refusal(tmp_path):
     refused = run_cli("sql", "SELECT * FROM read_csv('/etc/passwd')", db=db, check=False)
     assert refused.returncode == 2 and "error: sql:" in refused.stderr and "sandbox" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_cli_sql_table_output_abbreviates_wide_cells(tmp_path):
+    """``sql "SELECT *"`` in a terminal: vectors as their size, WKB as its length, long text cut."""
+    db = tmp_path / "db"
+    store = toy_store(db)
+    row = store.table("toy").search().limit(1).to_list()[0]
+    dim, wkb_bytes, key = len(row["vector"]), len(row["geometry"]), row["key"]
+    out = run_cli("sql", f"SELECT key, vector, geometry FROM toy WHERE key = '{key}'", db=db)
+    assert f"[{dim} values]" in out.stdout
+    assert f"<WKB {wkb_bytes} B>" in out.stdout
+    assert len(key) == 64 and key not in out.stdout and key[:57] + "..." in out.stdout  # cut to 60 characters
+    assert "1 rows" in out.stdout

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, table_choice
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 
@@ -35,7 +35,6 @@ def change(
     import pyarrow.parquet as pq
 
     from rsembed_db.cli.search import _polygon
-    from rsembed_db.producers.catalog import model_table, model_variant
     from rsembed_db.query.change import change as run_change
     from rsembed_db.query.export import with_geo_metadata
     from rsembed_db.query.request import SearchFilters
@@ -44,13 +43,10 @@ def change(
     require_choice("format", fmt, FORMATS)
     if fmt == "parquet" and out is None:
         raise SpecError("out", "--format parquet needs --out FILE.parquet")
-    if (model is None) == (table is None):
-        raise SpecError("model", "give exactly one of --model or --table")
-    variant = model_variant(model, parse_config(config)) if model is not None else None
-    filters = SearchFilters(model_config=variant, bbox=bbox, polygon=_polygon(polygon) if polygon else None,
+    table_name, variant = table_choice(model, table, config)
+    filters = SearchFilters.from_text(model_config=variant, bbox=bbox, polygon=_polygon(polygon) if polygon else None,
                             h3_parent=h3_parent)
-    table = table or model_table(model, parse_config(config))
-    result = run_change(EmbeddingStore(db), table, from_year, to_year, filters)
+    result = run_change(EmbeddingStore(db), table_name, from_year, to_year, filters)
     if out is None:
         print(json.dumps(result.to_geojson()))
         return
@@ -60,4 +56,4 @@ def change(
     else:
         partial.write_text(json.dumps(result.to_geojson()))
     partial.replace(out)
-    Console(stderr=True).print(f"wrote {result.total} places of {table} ({from_year} -> {to_year}) to {out}")
+    Console(stderr=True).print(f"wrote {result.total} places of {table_name} ({from_year} -> {to_year}) to {out}")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, table_choice
 from rsembed_db.errors import SpecError
 
 app = typer.Typer(help="Label sets: named positive / negative examples (the explorer's).", no_args_is_help=True)
@@ -41,15 +41,13 @@ def add(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Add or change labels of a set (keys must be stored in the table)."""
-    from rsembed_db.producers.catalog import model_table
     from rsembed_db.store.labels import LabelSets, check_set_name
     from rsembed_db.store.lance_store import EmbeddingStore
 
-    if (model is None) == (table is None):
-        raise SpecError("model", "give exactly one of --model or --table")
+    table_name, _ = table_choice(model, table, config)
     labels = [(k, "positive") for k in positive or []] + [(k, "negative") for k in negative or []]
     name = check_set_name(name, "set")
-    written = LabelSets(EmbeddingStore(db)).put(name, table or model_table(model, parse_config(config)), labels,
+    written = LabelSets(EmbeddingStore(db)).put(name, table_name, labels,
                                                 f"cli:{getpass.getuser()}")
     print(f"{written} labels written to set {name}")
 

@@ -43,6 +43,18 @@ def parse_config(items: list[str] | None) -> dict[str, Any]:
     return config
 
 
+def table_choice(model: str | None, table: str | None, config: list[str] | None) -> tuple[str, str | None]:
+    """(stored table, model variant or None) from exactly one of ``--model`` / ``--table``."""
+    if model is None and table is not None:
+        return table, None
+    if model is None or table is not None:
+        raise SpecError("model", "give exactly one of --model or --table")
+    from rsembed_db.producers.catalog import model_table, model_variant
+
+    model_config = parse_config(config)
+    return model_table(model, model_config), model_variant(model, model_config)
+
+
 def parse_lonlat(text: str) -> tuple[float, float]:
     """``LON,LAT`` -> floats."""
     try:

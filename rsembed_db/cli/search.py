@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config, parse_lonlat
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config, parse_lonlat, table_choice
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 
@@ -46,7 +46,7 @@ def _title(store: EmbeddingStore, table: str, result: SearchResult) -> str:
     keys = result.query_keys
     if len(keys) == 1:
         row = store.get(table, keys[0], columns=["tile_id", "lon", "lat"])
-        what = f"{row['tile_id']} ({row['lon']:.5f}, {row['lat']:.5f})"
+        what = f"{row['tile_id']} ({row['lon']:.5f}, {row['lat']:.5f})" if row else keys[0]
     else:
         what = f"{len(keys)} examples" if keys else "the query vector"
     if not len(result):
@@ -116,8 +116,7 @@ def search(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Stored places most similar to a query, with filters (exact or ANN, chosen per query)."""
-    from rsembed_db.producers.catalog import model_table, model_variant
-    from rsembed_db.query.request import SearchFilters, SearchRequest
+    from rsembed_db.query.request import SearchFilters, SearchRequest, as_cell
     from rsembed_db.query.search import search as run_search
     from rsembed_db.query.text import text_query
     from rsembed_db.store.lance_store import EmbeddingStore
@@ -125,27 +124,25 @@ def search(
     require_choice("format", fmt, FORMATS)
     if fmt == "arrow" and out is None:
         raise SpecError("out", "--format arrow needs --out FILE.arrow")
-    if (model is None) == (table is None):
-        raise SpecError("model", "give exactly one of --model or --table")
+    table_name, variant = table_choice(model, table, config)
     vector = _vector(vector_file) if vector_file else None
-    variant = model_variant(model, parse_config(config)) if model is not None else None
     if text is not None:
         if model is None or vector is not None:
             raise SpecError("text", "needs --model and no --vector-file")
         vector, variant = text_query(model, text, parse_config(config))
     fixed = tiling not in ("auto", "any")
-    filters = SearchFilters(model_config=variant, year=year, start=start, end=end, bbox=bbox,
+    filters = SearchFilters.from_text(model_config=variant, year=year, start=start, end=end, bbox=bbox,
                             polygon=_polygon(polygon) if polygon else None, h3_parent=h3_parent,
                             where=where, spatial_match=spatial_match, tiling=tiling if fixed else None)
     request = SearchRequest(vector=vector, key=key,
-                            near=parse_lonlat(near) if near else None, h3=h3,
+                            near=parse_lonlat(near) if near else None,
+                            h3=as_cell("h3", h3) if h3 is not None else None,
                             positives=tuple(positive or ()), negatives=tuple(negative or ()),
                             k=k, metric=metric, filters=filters, exclude_query=not include_query, exact=exact,
                             tiling="auto" if fixed else tiling)
     store = EmbeddingStore(db)
-    table = table or model_table(model, parse_config(config))
-    result = run_search(store, table, request)
+    result = run_search(store, table_name, request)
     if fmt == "table":
-        _print_table(_title(store, table, result), result)
+        _print_table(_title(store, table_name, result), result)
     else:
         _write(result, fmt, out)

@@ -114,6 +114,7 @@ def resolve_query(profile: TableProfile, request: SearchRequest) -> ResolvedQuer
     """The query vector of ``request`` against the profiled table."""
     dataset, dim, kind = profile.dataset, profile.dim, request.query_kind
     if kind == "vector":
+        assert request.vector is not None  # query_kind "vector" means a vector was given
         return ResolvedQuery(_check_dim(request.vector, dim, "vector"))
     if kind == "examples":
         pos, pos_keys = _examples(dataset, request.positives, dim, "positives", request.metric)
@@ -126,9 +127,13 @@ def resolve_query(profile: TableProfile, request: SearchRequest) -> ResolvedQuer
             raise SpecError("negatives", "positives and negatives cancel out: the query is a zero vector")
         return ResolvedQuery(query.astype(np.float32), tuple(dict.fromkeys(pos_keys + neg_keys)))
     if kind == "key":
+        assert request.key is not None
         key = request.key
     elif kind == "near":
-        key = row_covering(profile, *request.near, request.filters)
+        assert request.near is not None
+        lon, lat = request.near
+        key = row_covering(profile, lon, lat, request.filters)
     else:
+        assert request.h3 is not None
         key = row_of_cell(profile, request.h3.int_id, request.filters)
     return ResolvedQuery(vectors_by_key(dataset, [key], dim, kind)[0], (key,))

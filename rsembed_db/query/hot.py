@@ -222,10 +222,11 @@ class HotCache:
         ``previous``'s after an append, or built), when faiss is there and the table large."""
         if not _wants_ann(len(copy.addresses)):
             return copy
-        appended = previous is not None and previous.ann is not None \
-            and copy.fragments[:len(previous.fragments)] == previous.fragments
+        extend = None  # the previous graph when ``copy`` only appends to its rows
+        if previous is not None and copy.fragments[:len(previous.fragments)] == previous.fragments:
+            extend = previous.ann
         graph = hot_ann.load_or_build(hot_ann.path_for(key[0], key[1], copy.fragments), copy.vectors, copy.norms,
-                                      previous.ann if appended else None)
+                                      extend)
         return replace(copy, ann=graph)
 
     def _refresh(self, key: tuple[str, str], dataset, previous: HotVectors | None) -> None:

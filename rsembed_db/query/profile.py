@@ -122,7 +122,8 @@ class TableProfile:
             connection = self._duckdb
         try:
             with connection.cursor() as cursor:  # one cursor per call: threads do not serialise
-                hits = cursor.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()[0]
+                row = cursor.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()
+                hits = row[0] if row is not None else None
         except duckdb.Error:
             hits = None
         if hits is None:  # SQL DuckDB does not take: count exactly with LanceDB
@@ -169,11 +170,13 @@ def table_profile(store: EmbeddingStore, name: str) -> TableProfile:
     if cached is not None and cached.version == dataset.version:
         return cached
     rows = dataset.count_rows()
-    keep = cached is not None and cached.sample is not None \
-        and abs(rows - cached.sampled_rows) <= RESAMPLE_DRIFT * max(cached.sampled_rows, 1)
+    sample, sampled_rows = None, 0  # reuse the cached sample while the row count drifts little
+    if cached is not None and cached.sample is not None \
+            and abs(rows - cached.sampled_rows) <= RESAMPLE_DRIFT * max(cached.sampled_rows, 1):
+        sample, sampled_rows = cached.sample, cached.sampled_rows
     profile = TableProfile(dataset, dataset.version, rows, vector_dim(dataset.schema),
                            vector_index_info(store.table(name)), _single_model(dataset, rows),
-                           cached.sample if keep else None, cached.sampled_rows if keep else 0)
+                           sample, sampled_rows)
     with _CACHE_LOCK:
         _CACHE[key] = profile
         _CACHE.move_to_end(key)

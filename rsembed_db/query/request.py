@@ -86,7 +86,7 @@ def _as_polygon(value: Any) -> BaseGeometry:
             elif kind == "Feature":
                 geom = shapely.geometry.shape(value["geometry"])
             else:
-                geom = shapely.geometry.shape(value)
+                geom = shapely.geometry.shape(dict(value))
         except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
             raise SpecError("filters.polygon", f"not a GeoJSON geometry, Feature or FeatureCollection: {exc}") from exc
     else:
@@ -130,7 +130,8 @@ def parse_tiling(field_name: str, value: Any) -> str:
     return text
 
 
-def _as_cell(field_name: str, value: Any) -> H3Cell:
+def as_cell(field_name: str, value: Any) -> H3Cell:
+    """An ``H3Cell`` from a cell, hex id or integer id; SpecError naming ``field_name``."""
     if isinstance(value, H3Cell):
         return value
     try:
@@ -192,12 +193,23 @@ class SearchFilters:
         if self.polygon is not None:
             set_("polygon", _as_polygon(self.polygon))
         if self.h3_parent is not None:
-            set_("h3_parent", _as_cell("filters.h3_parent", self.h3_parent))
+            set_("h3_parent", as_cell("filters.h3_parent", self.h3_parent))
         if self.where is not None:
             set_("where", validate_where(self.where))
         require_choice("filters.spatial_match", self.spatial_match, SPATIAL_MATCH)
         if self.tiling is not None:
             set_("tiling", parse_tiling("filters.tiling", self.tiling))
+
+    @classmethod
+    def from_text(cls, *, start: str | None = None, end: str | None = None, bbox: str | None = None,
+                  h3_parent: str | None = None, **others: Any) -> "SearchFilters":
+        """From text parameters (CLI options, URL query values): ISO dates,
+        ``minlon,minlat,maxlon,maxlat`` in degrees and a hex H3 id; ``others`` as the fields."""
+        return cls(start=parse_date("filters.start", start) if start is not None else None,
+                   end=parse_date("filters.end", end) if end is not None else None,
+                   bbox=_as_bbox(bbox) if bbox is not None else None,
+                   h3_parent=as_cell("filters.h3_parent", h3_parent) if h3_parent is not None else None,
+                   **others)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "SearchFilters":
@@ -255,7 +267,7 @@ class SearchRequest:
         if self.near is not None:
             set_("near", self._lonlat(self.near))
         if self.h3 is not None:
-            set_("h3", _as_cell("h3", self.h3))
+            set_("h3", as_cell("h3", self.h3))
         set_("positives", _as_examples("positives", self.positives))
         set_("negatives", _as_examples("negatives", self.negatives))
         given = [name for name in ("vector", "key", "near", "h3") if getattr(self, name) is not None]

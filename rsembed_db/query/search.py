@@ -34,6 +34,7 @@ from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
 
 def _polygon_rows(dataset, compiled: CompiledFilter) -> np.ndarray:
     """Row addresses passing the SQL prefilter and the exact polygon test."""
+    assert compiled.polygon is not None  # called only for polygon filters
     candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_address=True)
     return candidates["_rowaddr"].to_numpy()[compiled.polygon.mask(candidates)]
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from rsembed_db.errors import SpecError
 from rsembed_db.producers.catalog import embedder_class, get_embedder, is_product, list_models
 from rsembed_db.specs.canonical import canonical_json
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """An embedder with a text tower: prompts -> (N, D) L2-normalised float32 vectors."""
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray: ...
 
 
 def text_query(model: str, text: str, model_config: dict[str, Any] | None = None) -> tuple[np.ndarray, str]:
@@ -22,9 +29,9 @@ def text_query(model: str, text: str, model_config: dict[str, Any] | None = None
         capable = [m for m in list_models("on_the_fly") if hasattr(embedder_class(m), "encode_text")]
         raise SpecError("text", f"model {model!r} has no text tower", capable)
     embedder = get_embedder(model, **{"tokens": "global", **(model_config or {})})
+    assert isinstance(embedder, TextEncoder)  # its class has encode_text (checked above)
     vector = embedder.encode_text([text])[0]
     return vector, canonical_json(embedder.config)
-
 
 
 def has_text_tower(model: str) -> bool:

@@ -55,8 +55,9 @@ def tokens(clause: str) -> list[tuple[str, str]]:
             char = clause[pos]
             why = "statement separators are not allowed" if char == ";" else "unexpected character"
             raise SpecError(FIELD, f"{why}: {char!r} at position {pos}")
-        if match.lastgroup != "ws":
-            out.append((match.lastgroup, match.group()))
+        kind = match.lastgroup or ""  # every alternative of _TOKEN is a named group
+        if kind != "ws":
+            out.append((kind, match.group()))
         pos = match.end()
     return out
 

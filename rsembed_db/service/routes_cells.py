@@ -42,7 +42,7 @@ def cells(
     if limit is not None and not 1 <= limit <= cap:
         raise SpecError("limit", f"must be in 1..{cap} (this server's max_cells), got {limit}")
     name, variant = resolve_table(ctx, table, model)
-    filters = SearchFilters(model_config=variant, year=year, start=start, end=end, bbox=bbox, h3_parent=h3_parent)
+    filters = SearchFilters.from_text(model_config=variant, year=year, start=start, end=end, bbox=bbox, h3_parent=h3_parent)
     page = view_cells(ctx.store, name, filters, limit or cap, offset, max_rows=ctx.settings.max_view_rows)
     headers = {"X-Total-Count": str(page.total), "X-Next-Offset": "" if page.next_offset is None else str(page.next_offset)}
     if media == ARROW_STREAM:

@@ -63,8 +63,10 @@ class ServiceSettings:
             "api_keys": ApiKeys.from_env(env),
             "public_reads": env.get("RSEMBED_PUBLIC_READS", "").lower() in ("1", "true", "yes"),
             "basemap_style": env.get("RSEMBED_BASEMAP_STYLE") or None,
-            "search_cache_mb": _megabytes(env.get(ENV_BUDGET)),
         }
+        budget = _megabytes(env.get(ENV_BUDGET))
+        if budget is not None:  # unset: the field's default
+            values["search_cache_mb"] = budget
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
