@@ -59,7 +59,8 @@ class ExactCorrelation:
         hi, lo = self.split(padded)
         for r0 in range(0, height, rows):
             r1 = min(height, r0 + rows)
-            self._fill(*(self._columns(part[:, r0:r1 + k - 1]) for part in (hi, lo)), bias,
+            window = slice(r0, r1 + k - 1)
+            self._fill(self._columns(hi[:, window]), self._columns(lo[:, window]), bias,
                        out[:, r0 * width:r1 * width])
 
     def relu_pair_at(self, padded: np.ndarray, pixels: np.ndarray, bias: float) -> np.ndarray:
@@ -73,8 +74,9 @@ class ExactCorrelation:
         out = np.empty((2 * self.count, len(pixels)), dtype=np.float32)
         for p0 in range(0, len(pixels), _BAND_PIXELS):
             index = taps[:, None] + origins[None, p0:p0 + _BAND_PIXELS]
-            self._fill(*(torch.from_numpy(part[:, index].reshape(channels * k * k, -1)) for part in (hi, lo)),
-                       bias, torch.from_numpy(out[:, p0:p0 + _BAND_PIXELS]))
+            hi_columns, lo_columns = (torch.from_numpy(part[:, index].reshape(channels * k * k, -1))
+                                      for part in (hi, lo))
+            self._fill(hi_columns, lo_columns, bias, torch.from_numpy(out[:, p0:p0 + _BAND_PIXELS]))
         return out
 
     def _fill(self, hi_columns: torch.Tensor, lo_columns: torch.Tensor, bias: float, out: torch.Tensor) -> None:

@@ -168,7 +168,8 @@ class OnTheFlyProducer(Producer):
             results = self.embedder.embed_pooled(chips, preps, [batch[i].request.output.pooling for i in pooled])
             for i, chip, result in zip(pooled, chips, results, strict=True):
                 request = batch[i].request
-                out[i] = (FailureRecord(request, tile_id(request.spatial), result.failure) if result.vector is None
+                out[i] = (FailureRecord(request, tile_id(request.spatial), result.failure or "no vector")
+                          if result.vector is None
                           else EmbeddingRecord(request, tile_id(request.spatial), result.vector, None,
                                                {**self._meta(request, chip), **result.meta}))
         return cast(list[EmbeddingRecord | FailureRecord], out)
