@@ -32,10 +32,10 @@ CLI = [sys.executable, "-m", "rsembed_db"]
 SERVE_LIMIT_S = 60.0
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> float:
-    """Seconds for ``cmd`` to run to completion (must succeed)."""
+def wall(cmd: list[str], env: dict[str, str], root: Path = ROOT) -> float:
+    """Seconds for ``cmd`` to run to completion in ``root`` (must succeed)."""
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(cmd, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return time.perf_counter() - start
 
 
@@ -45,12 +45,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_ready(db: str, env: dict[str, str]) -> float:
+def serve_ready(db: str, env: dict[str, str], root: Path = ROOT) -> float:
     """Seconds from starting ``serve`` until /healthz answers 200; the server is stopped after."""
     port = free_port()
     start = time.perf_counter()
     proc = subprocess.Popen([*CLI, "serve", "--db", db, "--host", "127.0.0.1", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env,
+                             "--log-level", "warning"], cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while time.perf_counter() - start < SERVE_LIMIT_S:
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per command (median)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
     parser.add_argument("--label", default="", help="a note for the RESULTS.md entry (e.g. 'before')")
+    parser.add_argument("--compare", type=Path, help="another checkout (e.g. main) measured in the same run")
     args = parser.parse_args()
     load_start = os.getloadavg()
     print(f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}", flush=True)
@@ -108,11 +109,16 @@ def main() -> None:
             "rsembed-db tables": [*CLI, "tables", "--db", db],
             "rsembed-db sql": [*CLI, "sql", "SELECT count(*) AS n FROM mosaiks", "--db", db],
         }
-        times: dict[str, list[float]] = {name: [] for name in [*commands, "rsembed-db serve (ready)"]}
+        roots = {"": ROOT} if args.compare is None else {"": ROOT, f" [{args.compare}]": args.compare.resolve()}
+        times: dict[str, list[float]] = {}
         for _ in range(args.runs):
-            for name, cmd in commands.items():
-                times[name].append(wall(cmd, env))
-            times["rsembed-db serve (ready)"].append(serve_ready(db, env))
+            for suffix, root in roots.items():
+                root_env = {**env, "PYTHONPATH": str(root)}
+                for name, cmd in commands.items():
+                    if suffix and "baseline" in name:
+                        continue
+                    times.setdefault(name + suffix, []).append(wall(cmd, root_env, root))
+                times.setdefault("rsembed-db serve (ready)" + suffix, []).append(serve_ready(db, root_env, root))
     medians = {name: statistics.median(values) for name, values in times.items()}
     base = medians["import lancedb (baseline)"]
     load_end = os.getloadavg()
