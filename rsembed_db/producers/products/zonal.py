@@ -184,15 +184,21 @@ def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, 
     """
     if not len(flat):
         return
+    # Reused buffers, filled by ``take(out=)``: no allocation per ROI. ``flat`` comes from the
+    # rasterisation, always inside the raster: mode="clip" skips numpy's buffered bounds check.
     buffer = np.empty((BLOCK_PIXELS, quantised.shape[1]), np.float32)
+    gathered = np.empty((BLOCK_PIXELS, quantised.shape[1]), quantised.dtype)
+    weights = np.empty(BLOCK_PIXELS, weight.dtype)
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     ends = np.r_[starts[1:], len(owner)]
     for a, b in zip(starts.tolist(), ends.tolist()):
         for c in range(a, b, BLOCK_PIXELS):
             pix = flat[c:min(c + BLOCK_PIXELS, b)]
-            rows = buffer[:len(pix)]
-            np.copyto(rows, quantised[pix], casting="unsafe")
-            total[owner[a]] += weight[pix] @ rows
+            n = len(pix)
+            np.take(quantised, pix, axis=0, out=gathered[:n], mode="clip")
+            np.copyto(buffer[:n], gathered[:n], casting="unsafe")
+            np.take(weight, pix, out=weights[:n], mode="clip")
+            total[owner[a]] += weights[:n] @ buffer[:n]
 
 
 def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:
