@@ -12,10 +12,13 @@ import h3
 import numpy as np
 import pytest
 import rasterio
+import torch
 from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from rsembed_db.models.base import InputPrep
+from rsembed_db.models.exact_conv import ExactCorrelation
 from rsembed_db.models.mosaiks import MosaiksEmbedder
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.catalog import get_embedder, list_models
@@ -147,6 +150,40 @@ def test_bit_identical_across_processes_and_thread_counts(hex_chip: Chip) -> Non
         script = _SUBPROCESS.format(tests=str(Path(__file__).parent), threads=threads)
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
         assert out.stdout.split() == [str(threads), expected]
+
+
+def test_pooled_path_equals_pooling_the_map(model: MosaiksEmbedder, hex_chip: Chip, square_chip: Chip) -> None:
+    """Ingest's pooled-only path (ROI cells only, whole batch) gives the bits of pooling ``embed``'s maps."""
+    chips = [hex_chip, square_chip, hex_chip]
+    poolings = ["mean", "mean", "max"]
+    pooled = model.embed_pooled(chips, [InputPrep()] * 3, poolings)
+    for chip, how, result in zip(chips, poolings, pooled):
+        assert result.failure is None and result.vector is not None
+        assert result.vector.tobytes() == pool(model.embed([chip])[0], chip.grid, how).tobytes()
+
+
+def test_exact_correlation_independent_of_threads_and_chunking(hex_chip: Chip) -> None:
+    """The GEMM convolution gives the same bits on 1 or 2 intra-op threads and for any pixel subset."""
+    model = MosaiksEmbedder(num_filters=16)
+    x, _ = model.normalised(hex_chip)
+    pad = model.config["kernel_size"] // 2
+    padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad)], mode="reflect")
+    correlation = ExactCorrelation(model.filters)
+    pixels = x.shape[1] * x.shape[2]
+    outputs = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = torch.empty((32, pixels), dtype=torch.float32)
+            correlation.relu_pair(padded, 0.0, out)
+            outputs.append(out.numpy().tobytes())
+    finally:
+        torch.set_num_threads(previous)
+    assert outputs[0] == outputs[1]
+    full = np.frombuffer(outputs[0], np.float32).reshape(32, pixels)
+    some = np.random.default_rng(0).choice(pixels, 777, replace=False)
+    assert correlation.relu_pair_at(padded, some, 0.0).tobytes() == np.ascontiguousarray(full[:, some]).tobytes()
 
 
 def test_different_seed_different_vector(square_chip: Chip) -> None:

@@ -13,6 +13,9 @@ from rsembed_db.sources.base import Chip
 from rsembed_db.specs.output import InputPrepSpec
 from rsembed_db.specs.sensor import SensorSpec
 
+# Config keys that choose where and how a zoo model runs, never what it computes (not in keys).
+RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never change values
+
 
 @dataclass(frozen=True)
 class ModelDescription:
@@ -92,6 +95,16 @@ class FeatureMap:
     tiles: list[TileFeatures] | None = None
 
 
+@dataclass
+class PooledFeatures:
+    """One chip's result for a request that keeps no grid: its (D,) float32 vector pooled
+    over the ROI, or ``failure`` saying why there is none, and what the model reports."""
+
+    vector: np.ndarray | None
+    failure: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class InputPrep:
     """What a request asks of input preparation: the spec, and whether a grid is kept."""
@@ -156,3 +169,14 @@ class Embedder(ABC):
         (pixel-resolution models such as MOSAIKS need no resize or tiling).
         """
         return self.embed(chips)
+
+    def embed_pooled(self, chips: list[Chip], preps: list[InputPrep], poolings: list[str]) -> list[PooledFeatures]:
+        """Each chip's vector pooled over its ROI (``poolings``: ``mean`` or ``max`` per chip),
+        for requests that keep no grid; what producers call for them.
+
+        The default pools ``embed_prepared``'s feature maps (``models.pooling``); a model that
+        can compute the ROI's cells alone (MOSAIKS) overrides it, with the same values.
+        """
+        from rsembed_db.models.pooling import pool_maps  # pooling imports this module
+
+        return pool_maps(self.embed_prepared(chips, preps), [chip.grid for chip in chips], poolings)

@@ -34,8 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from affine import Affine
 
 from rsembed_db.errors import SpecError
@@ -134,6 +132,9 @@ def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a (B, C, H, W) batch (no-op when already that size)."""
     if batch.shape[-2:] == size:
         return batch.astype(np.float32, copy=False)
+    import torch  # on first use: importing this module (the service, the CLI) must not load torch
+    import torch.nn.functional as F
+
     with torch.inference_mode():
         out = F.interpolate(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)),
                             size=size, mode="bilinear", align_corners=False)
@@ -142,6 +143,9 @@ def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _patch_valid(valid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(B, h, w) True where at least half of each patch footprint of (B, H, W) is valid."""
+    import torch
+    import torch.nn.functional as F
+
     with torch.inference_mode():
         fraction = F.adaptive_avg_pool2d(torch.from_numpy(valid.astype(np.float32)), shape)
     return fraction.numpy() >= VALID_FRACTION

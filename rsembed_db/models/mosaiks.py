@@ -6,25 +6,32 @@ random ``k x k`` filters is convolved with the standardised image and the respon
 ``z`` gives two features per pixel, ``relu(z - bias)`` and ``relu(-z - bias)``; pooling
 (average by default) over an ROI yields the vector. Features are at pixel resolution.
 
-Determinism: the convolution is an explicit shift-and-add in float64 with a fixed tap
-order, made of element-wise IEEE multiplications and additions only. Every output
-value is therefore computed by the same rounding sequence whatever the thread count,
-batch composition or chunking, and vectors are bit-identical across runs and processes.
+Determinism: the convolution is exact by construction (``models.exact_conv``): the
+filters and the standardised inputs are rounded to fixed-point grids on which float64
+matrix products make no rounding error, so each response is the correctly rounded value
+of one exact dot product, whatever the BLAS kernel, thread count, batch composition or
+chunking. Vectors are bit-identical across runs, processes and thread counts.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 
 from rsembed_db.errors import SpecError
-from rsembed_db.models.base import Embedder, FeatureMap, ModelDescription
+from rsembed_db.models.base import Embedder, FeatureMap, InputPrep, ModelDescription, PooledFeatures
+from rsembed_db.models.exact_conv import ExactCorrelation
+from rsembed_db.models.pooling import NO_VALID_CELL, reduce_cells
 from rsembed_db.models.s2_stats import S2_STATS, SOURCE
 from rsembed_db.sources.base import Chip
+from rsembed_db.specs.output import POOLINGS
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.validate import require_choice, require_number, require_positive
 
@@ -39,7 +46,6 @@ DEFAULT_BIAS = 0.0
 # draw or the feature computation changes, so old rows are never mistaken for new ones.
 METHOD = "gaussian-rcf/1"
 REFLECTANCE_SCALE = 1e-4  # Sentinel-2 digital numbers are reflectance x 10000
-_MAX_BUFFER = 1 << 20  # float64 elements per response buffer (8 MiB: stays in cache)
 MAX_FILTERS = 4096  # 8192-d vectors; more only costs memory and time per pixel
 MAX_KERNEL = 15  # pixels
 
@@ -66,28 +72,10 @@ def _reflect_pad(array: np.ndarray, pad: int) -> np.ndarray:
     return np.pad(array, widths, mode="reflect")
 
 
-def _correlate(padded: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B, F, H, W) float64 'valid' cross-correlation of (B, C, H+k-1, W+k-1) with (F, C, k, k).
-
-    Shift-and-add with separate multiply and add kernels (never fused), so each output
-    is the same sequence of correctly rounded operations on any thread count.
-    """
-    b, channels, hp, wp = padded.shape
-    f, _, k, _ = weights.shape
-    h, w = hp - k + 1, wp - k + 1
-    z = torch.zeros((b, f, h, w), dtype=torch.float64)
-    term = torch.empty_like(z)
-    for c in range(channels):
-        for i in range(k):
-            for j in range(k):
-                shifted = padded[:, c : c + 1, i : i + h, j : j + w]
-                torch.mul(shifted, weights[:, c, i, j].view(1, f, 1, 1), out=term)
-                z.add_(term)
-    return z
-
-
 def _neighbourhood_valid(valid: np.ndarray, kernel_size: int) -> np.ndarray:
-    """(B, H, W): True where every pixel of the (reflect-padded) k x k window is valid."""
+    """(H, W): True where every pixel of the (reflect-padded) k x k window is valid."""
+    if valid.all():
+        return valid
     pad = kernel_size // 2
     padded = _reflect_pad(valid, pad)
     h, w = valid.shape[-2:]
@@ -123,6 +111,10 @@ class MosaiksEmbedder(Embedder):
         """Drawn on first use: describing or keying a model never pays for it."""
         return draw_filters(self.config["num_filters"], len(self.bands), self.config["kernel_size"], self.config["seed"])
 
+    @cached_property
+    def _correlation(self) -> ExactCorrelation:
+        return ExactCorrelation(self._filters)
+
     @property
     def filters(self) -> np.ndarray:
         """(F, C, k, k) float64 filters (a copy)."""
@@ -154,21 +146,43 @@ class MosaiksEmbedder(Embedder):
                           composite="median")
 
     def embed(self, chips: list[Chip]) -> list[FeatureMap]:
-        """One pixel-resolution feature map per chip; chips of equal shape share one pass."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, chip in enumerate(chips):
-            groups.setdefault(chip.data.shape[-2:], []).append(index)
-        maps: dict[int, FeatureMap] = {}
-        for indices in groups.values():
-            inputs = [self.normalised(chips[i]) for i in indices]
-            x = np.stack([data for data, _ in inputs])
-            valid = _neighbourhood_valid(np.stack([v for _, v in inputs]), self.config["kernel_size"])
-            features = self._features(x)
-            features *= valid[:, None]  # invalid pixels hold 0
-            for n, i in enumerate(indices):
-                grid = chips[i].grid
-                maps[i] = FeatureMap(features[n], valid[n], grid.transform, grid.crs)
-        return [maps[i] for i in range(len(chips))]
+        """One pixel-resolution feature map per chip (each computed alone: the values do not
+        depend on the batch)."""
+        k = self.config["kernel_size"]
+        maps = []
+        with torch.inference_mode(), _one_thread():
+            for chip in chips:
+                x, valid = self.normalised(chip)
+                valid = _neighbourhood_valid(valid, k)
+                features = self._features(x)
+                if not valid.all():
+                    features[:, ~valid] = 0.0  # invalid pixels hold 0
+                maps.append(FeatureMap(features, valid, chip.grid.transform, chip.grid.crs))
+        return maps
+
+    def embed_pooled(self, chips: list[Chip], preps: list[InputPrep], poolings: list[str]) -> list[PooledFeatures]:
+        """Vectors pooled over each chip's ROI, computing the features of its valid ROI cells
+        only: the same cells, values and reduction as pooling ``embed``'s maps, so the same bits.
+
+        Each step runs over the whole batch before the next (ROI masks, then responses), which
+        keeps each step's code and data in cache.
+        """
+        k, bias = self.config["kernel_size"], self.config["bias"]
+        for how in poolings:
+            require_choice("output.pooling", how, POOLINGS)
+        with rasterio.Env():  # one GDAL environment for all the ROI masks
+            inputs = [self.normalised(chip) for chip in chips]
+            cells = [np.flatnonzero(chip.grid.roi_mask() & _neighbourhood_valid(valid, k))
+                     for chip, (_, valid) in zip(chips, inputs)]
+        out = []
+        with torch.inference_mode(), _one_thread():
+            for (x, _), where, how in zip(inputs, cells, poolings):
+                if not len(where):
+                    out.append(PooledFeatures(None, NO_VALID_CELL))
+                    continue
+                values = self._correlation.relu_pair_at(_reflect_pad(x, k // 2), where, bias)
+                out.append(PooledFeatures(reduce_cells(values, how)))
+        return out
 
     def normalised(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) float64 standardised bands and the (H, W) valid mask; invalid pixels -> 0."""
@@ -186,20 +200,39 @@ class MosaiksEmbedder(Embedder):
         return x, valid
 
     def _features(self, x: np.ndarray) -> np.ndarray:
-        """(B, 2F, H, W) float32 features of a standardised (B, C, H, W) batch."""
-        k, bias, f_total = self.config["kernel_size"], self.config["bias"], self.config["num_filters"]
-        b, _, h, w = x.shape
-        step = max(1, _MAX_BUFFER // (b * h * w))
-        weights = torch.from_numpy(self._filters)
-        features = torch.empty((b, 2 * f_total, h, w), dtype=torch.float32)
-        with torch.inference_mode():
-            padded = torch.from_numpy(_reflect_pad(x, k // 2))
-            for f0 in range(0, f_total, step):
-                f1 = min(f0 + step, f_total)
-                z = _correlate(padded, weights[f0:f1])
-                features[:, f0:f1] = torch.relu(z - bias)
-                features[:, f_total + f0 : f_total + f1] = torch.relu(-z - bias)
-        return features.numpy()
+        """(2F, H, W) float32 features of a standardised (C, H, W) chip.
+
+        ``embed`` runs this on one intra-op thread (``_one_thread``): the work is a series of
+        cache-sized GEMM blocks, for which OpenMP's fork/join costs more than a second
+        thread brings and collapses when the cores are busy (the ingest's fetch threads,
+        other jobs); the ingest engine overlaps it with fetching instead. Values do not
+        depend on it (``ExactCorrelation`` is exact).
+        """
+        k, count = self.config["kernel_size"], self.config["num_filters"]
+        _, h, w = x.shape
+        # numpy allocates: it asks for huge pages, which makes the first write cheaper than torch.empty's
+        features = np.empty((2 * count, h * w), dtype=np.float32)
+        self._correlation.relu_pair(_reflect_pad(x, k // 2), self.config["bias"], torch.from_numpy(features))
+        return features.reshape(2 * count, h, w)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch ops of the calling thread on one intra-op thread, restored afterwards.
+
+    With torch's OpenMP backend the count is per calling thread (its OpenMP and MKL
+    settings); only a thread making its very first parallel torch call meanwhile would
+    start from 1.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 _OPTIONS = ("bands", "num_filters", "kernel_size", "seed", "bias", "scale_m", "stats", "method")

@@ -8,10 +8,13 @@ from affine import Affine
 from rasterio.features import geometry_mask
 
 from rsembed_db.errors import TileFailure
-from rsembed_db.models.base import FeatureMap, TileFeatures
+from rsembed_db.models.base import FeatureMap, PooledFeatures, TileFeatures
 from rsembed_db.specs.output import POOLINGS
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.tiling.chip_grid import ChipGrid
+
+NO_VALID_CELL = "no valid pixel inside the ROI (all fill / no-data)"
+_MEAN_BLOCK = 1 << 16  # float64 values converted at once by the mean (512 KiB)
 
 
 def roi_cells(features: FeatureMap, grid: ChipGrid) -> np.ndarray:
@@ -31,14 +34,37 @@ def pool(features: FeatureMap, grid: ChipGrid, how: str = "mean") -> np.ndarray:
         return _pool_tiles(features.tiles, grid, how)
     cells = roi_cells(features, grid)
     if not cells.any():
-        raise TileFailure("no valid pixel inside the ROI (all fill / no-data)")
-    return _reduce(features.values[:, cells], how).astype(np.float32)
+        raise TileFailure(NO_VALID_CELL)
+    return reduce_cells(features.values[:, cells], how)
+
+
+def reduce_cells(values: np.ndarray, how: str) -> np.ndarray:
+    """(D,) float32 mean or max over the last axis of (D, N) float32 cell values, in float64."""
+    return _reduce(values, how).astype(np.float32)
+
+
+def pool_maps(maps: list[FeatureMap], grids: list[ChipGrid], poolings: list[str]) -> list[PooledFeatures]:
+    """``pool`` of each feature map over its grid's ROI, a failure where no valid cell lies there."""
+    out = []
+    for features, grid, how in zip(maps, grids, poolings, strict=True):
+        try:
+            out.append(PooledFeatures(pool(features, grid, how), meta=features.meta))
+        except TileFailure as exc:
+            out.append(PooledFeatures(None, str(exc), features.meta))
+    return out
 
 
 def _reduce(values: np.ndarray, how: str) -> np.ndarray:
-    """Mean or max over the last axis of (D, N) values, in float64."""
-    values = values.astype(np.float64)
-    return values.mean(axis=1) if how == "mean" else values.max(axis=1)
+    """Mean or max over the last axis of (D, N) values, in float64.
+
+    The mean converts a few rows at a time (the same per-row sums as converting all at
+    once): a small buffer stays in cache and needs no fresh pages.
+    """
+    if how == "max":
+        return values.max(axis=1).astype(np.float64)  # max is exact in any precision
+    rows = max(1, _MEAN_BLOCK // max(1, values.shape[1]))
+    return np.concatenate([values[r:r + rows].astype(np.float64).mean(axis=1)
+                           for r in range(0, values.shape[0], rows)])
 
 
 def _pool_tiles(tiles: list[TileFeatures], grid: ChipGrid, how: str) -> np.ndarray:
@@ -57,7 +83,7 @@ def _pool_tiles(tiles: list[TileFeatures], grid: ChipGrid, how: str) -> np.ndarr
             vectors.append(_reduce(tile.values[:, cells], how))
             weights.append(weight)
     if not vectors:
-        raise TileFailure("no valid pixel inside the ROI (all fill / no-data)")
+        raise TileFailure(NO_VALID_CELL)
     stacked = np.stack(vectors)
     if how == "max":
         return stacked.max(axis=0).astype(np.float32)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rsembed_db.errors import SpecError
-from rsembed_db.models.base import Embedder, FeatureMap, InputPrep, ModelDescription
+from rsembed_db.models.base import RUNTIME_OPTIONS, Embedder, FeatureMap, InputPrep, ModelDescription
 from rsembed_db.models.input_prep import run_with_input_prep
 from rsembed_db.models.weights import ResolvedWeights, WeightSource, load_state_dict, resolve_weights
 from rsembed_db.sources.bands import normalise_band
@@ -38,7 +38,6 @@ from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.validate import require_choice
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never change values
 COMMON_OPTIONS = ("precision", "revision")
 DEFAULT_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 RGB = ("B04", "B03", "B02")  # Sentinel-2 red, green, blue

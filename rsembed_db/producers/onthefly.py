@@ -145,21 +145,34 @@ class OnTheFlyProducer(Producer):
         return Prepared(request, chip)
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
-        chips: list[Chip] = [item.payload for item in batch]
-        preps = [InputPrep(item.request.input_prep, item.request.output.mode == "grid") for item in batch]
-        features = self.embedder.embed_prepared(chips, preps)
-        out: list[EmbeddingRecord | FailureRecord] = []
-        for item, chip, fmap in zip(batch, chips, features):
-            request = item.request
-            try:
-                vector = pool(fmap, chip.grid, request.output.pooling)
-            except TileFailure as exc:
-                out.append(FailureRecord(request, tile_id(request.spatial), str(exc)))
-                continue
-            grid = to_dataarray(fmap) if request.output.mode == "grid" else None
-            out.append(EmbeddingRecord(request, tile_id(request.spatial), vector, grid,
-                                       {**self._meta(request, chip), **fmap.meta}))
-        return out
+        """Records of a batch: requests that keep a grid get the model's feature maps, pooled
+        here; the others only their pooled vectors (``Embedder.embed_pooled``)."""
+        out: list[EmbeddingRecord | FailureRecord | None] = [None] * len(batch)
+        gridded = [i for i, item in enumerate(batch) if item.request.output.mode == "grid"]
+        pooled = [i for i, item in enumerate(batch) if item.request.output.mode != "grid"]
+        if gridded:
+            chips = [batch[i].payload for i in gridded]
+            preps = [InputPrep(batch[i].request.input_prep, True) for i in gridded]
+            for i, chip, fmap in zip(gridded, chips, self.embedder.embed_prepared(chips, preps)):
+                request = batch[i].request
+                try:
+                    vector = pool(fmap, chip.grid, request.output.pooling)
+                except TileFailure as exc:
+                    out[i] = FailureRecord(request, tile_id(request.spatial), str(exc))
+                    continue
+                out[i] = EmbeddingRecord(request, tile_id(request.spatial), vector, to_dataarray(fmap),
+                                         {**self._meta(request, chip), **fmap.meta})
+        if pooled:
+            chips = [batch[i].payload for i in pooled]
+            preps = [InputPrep(batch[i].request.input_prep, False) for i in pooled]
+            results = self.embedder.embed_pooled(chips, preps, [batch[i].request.output.pooling for i in pooled])
+            for i, chip, result in zip(pooled, chips, results, strict=True):
+                request = batch[i].request
+                out[i] = (FailureRecord(request, tile_id(request.spatial), result.failure or "no vector")
+                          if result.vector is None
+                          else EmbeddingRecord(request, tile_id(request.spatial), result.vector, None,
+                                               {**self._meta(request, chip), **result.meta}))
+        return cast(list[EmbeddingRecord | FailureRecord], out)
 
     def _meta(self, request: EmbeddingRequest, chip: Chip) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rsembed_db.errors import SpecError
-from rsembed_db.models.zoo import RUNTIME_OPTIONS
+from rsembed_db.models.base import RUNTIME_OPTIONS  # not models.zoo: that imports torch
 from rsembed_db.service.errors import error_message
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.sensor import FetchSpec, SensorSpec

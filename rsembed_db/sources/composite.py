@@ -11,8 +11,12 @@ import numpy as np
 
 def median(stack: np.ndarray) -> np.ndarray:
     """Per-pixel median over the valid scenes (mean of the middle two for an even count)."""
-    out = np.full(stack.shape[1:], np.nan, dtype=np.float32)
     covered = np.isfinite(stack[:, 0]).any(axis=0)
+    if len(stack) == 1:  # the median of one value is that value
+        out = stack[0].astype(np.float32)
+        out[:, ~covered] = np.nan
+        return out
+    out = np.full(stack.shape[1:], np.nan, dtype=np.float32)
     out[:, covered] = np.nanmedian(stack[:, :, covered], axis=0)
     return out
 

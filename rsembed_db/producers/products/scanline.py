@@ -51,9 +51,10 @@ def polygon_pixels(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
     c0 = np.clip(np.ceil(ucross[start] - 0.5), 0, width).astype(np.int64)
     c1 = np.clip(np.ceil(ucross[stop] - 0.5), 0, width).astype(np.int64)
     run = np.maximum(c1 - c0, 0)
-    run_index = np.repeat(np.arange(len(run)), run)
-    flat = row[start][run_index] * width + c0[run_index] + _ramp(run)
-    return flat, owner[edge][start][run_index]
+    # Pixel k of the output, i-th of run j: first[j] + k = row_j * width + c0_j + i (one repeat, one ramp).
+    first = row[start] * width + c0 - (np.cumsum(run) - run)
+    flat = np.repeat(first, run) + np.arange(int(run.sum()), dtype=np.int64)
+    return flat, np.repeat(owner[edge][start], run)
 
 
 def _ramp(counts: np.ndarray) -> np.ndarray:

@@ -127,13 +127,11 @@ def pool_grid(grid: PixelGrid, rois: np.ndarray, centroids: np.ndarray, how: str
     """Pooled rows for ROIs (polygons and (n, 2) centroids in ``grid.crs``)."""
     out = Pooled.empty(how, len(rois), grid.dim)
     flat, owner = polygon_pixels(rois, grid.transform, grid.shape)
-    if grid.owned is not None:
-        keep = grid.owned.ravel()[flat]
-        flat, owner = flat[keep], owner[keep]
-    out.pixels = np.bincount(owner, minlength=len(rois))
+    state = _pixel_states(grid)[flat]  # one gather for the three masks
+    out.pixels = _count(owner, state & _OWNED, len(rois))
     if grid.flagged is not None:
-        out.flagged = np.bincount(owner[grid.flagged.ravel()[flat]], minlength=len(rois))
-    keep = grid.valid.ravel()[flat]
+        out.flagged = _count(owner, state & _FLAGGED, len(rois))
+    keep = (state & _VALID).view(bool)
     flat, owner = flat[keep], owner[keep]
     out.count = np.bincount(owner, minlength=len(rois))
     if how == "mean" and grid.factors is not None and FACTORISED:
@@ -142,6 +140,24 @@ def pool_grid(grid: PixelGrid, rois: np.ndarray, centroids: np.ndarray, how: str
         _reduce(grid.values, flat, owner, out.total, how)
     _centres(grid, centroids, out)
     return out
+
+
+_VALID, _OWNED, _FLAGGED = np.uint8(1), np.uint8(2), np.uint8(4)
+
+
+def _pixel_states(grid: PixelGrid) -> np.ndarray:
+    """(H*W,) uint8 bit set per pixel: _VALID and _FLAGGED (both only where owned), _OWNED."""
+    owned = np.ones(grid.shape, bool) if grid.owned is None else grid.owned
+    state = (grid.valid & owned).astype(np.uint8)
+    state |= owned.astype(np.uint8) * _OWNED
+    if grid.flagged is not None:
+        state |= (grid.flagged & owned).astype(np.uint8) * _FLAGGED
+    return state.ravel()
+
+
+def _count(owner: np.ndarray, bits: np.ndarray, n: int) -> np.ndarray:
+    """(n,) int64: how many entries of each owner have a non-zero ``bits``."""
+    return np.bincount(owner[bits != 0], minlength=n)
 
 
 def _reduce(values: Callable[[np.ndarray], np.ndarray], flat: np.ndarray, owner: np.ndarray,
@@ -168,15 +184,21 @@ def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, 
     """
     if not len(flat):
         return
+    # Reused buffers, filled by ``take(out=)``: no allocation per ROI. ``flat`` comes from the
+    # rasterisation, always inside the raster: mode="clip" skips numpy's buffered bounds check.
     buffer = np.empty((BLOCK_PIXELS, quantised.shape[1]), np.float32)
+    gathered = np.empty((BLOCK_PIXELS, quantised.shape[1]), quantised.dtype)
+    weights = np.empty(BLOCK_PIXELS, weight.dtype)
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     ends = np.r_[starts[1:], len(owner)]
     for a, b in zip(starts.tolist(), ends.tolist()):
         for c in range(a, b, BLOCK_PIXELS):
             pix = flat[c:min(c + BLOCK_PIXELS, b)]
-            rows = buffer[:len(pix)]
-            np.copyto(rows, quantised[pix], casting="unsafe")
-            total[owner[a]] += weight[pix] @ rows
+            n = len(pix)
+            np.take(quantised, pix, axis=0, out=gathered[:n], mode="clip")
+            np.copyto(buffer[:n], gathered[:n], casting="unsafe")
+            np.take(weight, pix, out=weights[:n], mode="clip")
+            total[owner[a]] += weights[:n] @ buffer[:n]
 
 
 def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:
