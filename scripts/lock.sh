@@ -17,7 +17,7 @@ freeze() {  # venv, output: every installed distribution but rsembed-db, local v
 "$PYTHON" -m venv "$work/lean"
 "$work/lean/bin/python" -m pip install --quiet --upgrade pip
 "$work/lean/bin/python" -m pip install --quiet $extra "torch==2.13.0"
-"$work/lean/bin/python" -m pip install --quiet $extra -e ".[test,fast]"
+"$work/lean/bin/python" -m pip install --quiet $extra -e ".[test,fast,distributed]"
 freeze "$work/lean" constraints/lean.txt
 "$PYTHON" -m venv "$work/zoo"
 "$work/zoo/bin/python" -m pip install --quiet --upgrade pip
