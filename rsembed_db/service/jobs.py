@@ -11,7 +11,7 @@ import datetime as dt
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rsembed_db.errors import SpecError
@@ -77,13 +77,16 @@ class IngestJobs:
         self._jobs: dict[str, IngestJob] = {}
         self._lock = threading.Lock()
 
-    def submit(self, producer: Producer, requests: list[EmbeddingRequest], tiles: str) -> dict[str, Any]:
+    def submit(self, producer: Producer, requests: list[EmbeddingRequest], tiles: str,
+               vector_dtype: str | None = None) -> dict[str, Any]:
+        """Queue a job; ``vector_dtype``: how a new table stores vectors (None: the producer's default)."""
+        options = replace(self.options, vector_dtype=vector_dtype) if vector_dtype is not None else self.options
         job = IngestJob(uuid.uuid4().hex, producer.model, producer.table_name, tiles,
                         planned=len({r.key for r in requests}))
         with self._lock:
             self._forget_old()
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, producer, requests)
+        self._pool.submit(self._run, job, producer, requests, options)
         return self.get(job.id)
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -110,7 +113,8 @@ class IngestJobs:
                 job.cancel.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, job: IngestJob, producer: Producer, requests: list[EmbeddingRequest]) -> None:
+    def _run(self, job: IngestJob, producer: Producer, requests: list[EmbeddingRequest],
+             options: IngestOptions) -> None:
         with self._lock:
             if job.cancel.is_set():
                 return
@@ -128,7 +132,7 @@ class IngestJobs:
                 raise JobCancelled()
 
         try:
-            summary = run_ingest(self.store, producer, requests, self.options,
+            summary = run_ingest(self.store, producer, requests, options,
                                  on_start=started, on_progress=progressed)
             state, errors, error = "succeeded", summary.failures, None
         except JobCancelled:
