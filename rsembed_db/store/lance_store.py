@@ -116,7 +116,10 @@ class EmbeddingStore:
         dtype = check_vector_dtype(vector_dtype or create_dtype)
         with self._lock:
             if name not in self._tables:
-                self._tables[name] = self.db.create_table(name, schema=embedding_schema(dim, dtype), exist_ok=True)
+                # create_table(exist_ok=True) refuses an existing table of another schema
+                # (another vector dtype): open those as they are, the checks below speak
+                self._tables[name] = self.db.open_table(name) if self.has_table(name) else \
+                    self.db.create_table(name, schema=embedding_schema(dim, dtype), exist_ok=True)
             table = self._tables[name]
         existing = vector_dim(table.schema)
         if existing != dim:

@@ -160,7 +160,8 @@ def records_to_arrow(records: list[EmbeddingRecord], dim: int, vector_dtype: str
         if vector.shape != (dim,):
             raise ValueError(f"vector of {record.tile_id} has shape {vector.shape}, table expects ({dim},)")
         vectors[i] = vector
-    stored = vectors.astype(np.float16) if vector_dtype == "float16" else vectors
+    with np.errstate(over="ignore"):  # checked below
+        stored = vectors.astype(np.float16) if vector_dtype == "float16" else vectors
     if stored is not vectors:
         overflow = np.isfinite(vectors) & (np.abs(vectors) > FLOAT16_MAX)
         if overflow.any():
