@@ -60,14 +60,16 @@ def optimize(
     retention_days: Annotated[float, Opt(help="Keep versions newer than this many days (0: latest only).")] = 7.0,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Compact files, fold new rows into the indexes, and remove old versions."""
+    """Compact files, fold new rows into the indexes, and remove old versions (with them the
+    indexes only they used: "superseded indexes" counts those a retained version still holds)."""
     from rsembed_db.store.indexes import optimize_table
     from rsembed_db.store.lance_store import EmbeddingStore
 
     store = EmbeddingStore(db)
-    out = Table("table", "rows before", "rows after", "versions before", "versions after", "folded rows", title=db)
+    out = Table("table", "rows before", "rows after", "versions before", "versions after", "folded rows",
+                "superseded indexes", title=db)
     for name in _tables(store, model, config):
         report = optimize_table(store.table(name), dt.timedelta(days=retention_days))
         out.add_row(name, str(report.rows_before), str(report.rows_after), str(report.versions_before),
-                    str(report.versions_after), str(report.folded_rows))
+                    str(report.versions_after), str(report.folded_rows), str(report.superseded_indexes))
     Console().print(out)

@@ -18,6 +18,7 @@ from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.store.lance_store import EmbeddingStore
 from rsembed_db.store.schema import vector_dim
+from rsembed_db.store.storage import index_dirs_on_disk, referenced_index_dirs
 
 BTREE_COLUMNS = ("key", "h3", "t_start", "t_end", "lon", "lat", "minlon", "minlat", "maxlon", "maxlat")
 BITMAP_COLUMNS = ("model", "model_config", "spatial_kind", "year", "h3_res")  # few distinct values
@@ -91,6 +92,7 @@ class IndexReport:
     rows_after: int = 0
     versions_before: int = 0
     versions_after: int = 0
+    superseded_indexes: int = 0  # index directories only older, retained versions still use
 
 
 def _indexed_columns(table) -> set[str]:
@@ -175,7 +177,12 @@ def index_table(store: EmbeddingStore, name: str, policy: IndexPolicy | None = N
 
 def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> IndexReport:
     """Compact files, fold new rows into every index, and remove versions older than
-    ``retention`` (the latest version is always kept)."""
+    ``retention`` (the latest version is always kept).
+
+    Lance removes an index's files with the last version that uses it: an index that
+    folding or compaction superseded stays on disk while a retained older version still
+    refers to it (``superseded_indexes``; ``retention`` 0 removes them all).
+    """
     if retention < dt.timedelta(0):
         raise SpecError("retention_days", f"must be >= 0, got {retention}")
     report = IndexReport(rows_before=table.count_rows(), versions_before=len(table.list_versions()))
@@ -184,4 +191,6 @@ def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> Ind
     table.checkout_latest()
     report.rows_after = table.count_rows()
     report.versions_after = len(table.list_versions())
+    dataset = table.to_lance()
+    report.superseded_indexes = len(index_dirs_on_disk(dataset) - referenced_index_dirs(dataset))
     return report
