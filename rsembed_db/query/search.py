@@ -105,7 +105,8 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
         request = replace(request, filters=replace(request.filters, tiling=tiling))
         notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
     filters = _without_table_wide(request.filters, profile)
-    compiled = compile_filters(filters, max_window_days=profile.max_window_days() if filters.start else None)
+    compiled = compile_filters(filters, max_window_days=profile.max_window_days() if filters.start else None,
+                               spatial_index=profile.spatial_index)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
     try:

@@ -17,7 +17,7 @@ from lancedb.index import Bitmap, BTree, IvfHnswSq, IvfPq, IvfRq
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.store.lance_store import EmbeddingStore
-from rsembed_db.store.schema import vector_dim
+from rsembed_db.store.schema import has_geoarrow_footprint, vector_dim
 from rsembed_db.store.storage import index_dirs_on_disk, referenced_index_dirs
 
 BTREE_COLUMNS = ("key", "h3", "t_start", "t_end", "lon", "lat", "minlon", "minlat", "maxlon", "maxlat")
@@ -145,6 +145,10 @@ def ensure_indexes(table, policy: IndexPolicy | None = None) -> IndexReport:
         if column not in have:
             table.create_index(column, config=BTree() if column in BTREE_COLUMNS else Bitmap(), replace=True)
             report.created.append(column)
+    if "geometry" not in have and has_geoarrow_footprint(table.schema):
+        table.to_lance().create_scalar_index("geometry", "RTREE")  # LanceDB's create_index has no RTREE
+        table.checkout_latest()
+        report.created.append("geometry")
     if "vector" not in have and report.rows_before >= policy.vector_min_rows:
         build_vector_index(table, policy)
         report.created.append("vector")

@@ -156,6 +156,8 @@ class EmbeddingStore:
             data = records_to_arrow(records, dim, vector_dtype_of(table))
         except ValueError as exc:
             raise SpecError("vector_dtype", str(exc)) from None
+        if not data.schema.equals(table.schema, check_metadata=True):
+            data = data.cast(table.schema)  # a table made before the geometry tag keeps its schema
         with self._write_lock:
             (table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all()
              .execute(data))

@@ -37,6 +37,10 @@ _META_JSON = json.JSONEncoder(default=str, sort_keys=True).encode  # as json.dum
 VECTOR_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 VECTOR_DTYPE_KEY = b"rsembed.vector_dtype"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+# The footprint column's GeoArrow tag, which lets Lance build an R-tree on it and answer
+# ``st_intersects``. Lance 14 refuses an R-tree on a field whose tag carries a CRS, so
+# EPSG:4326 is implied here (readers get it in ``query.geoarrow``).
+GEOARROW_WKB = {b"ARROW:extension:name": b"geoarrow.wkb", b"ARROW:extension:metadata": b"{}"}
 
 
 def check_vector_dtype(value: object, field: str = "vector_dtype") -> str:
@@ -64,7 +68,7 @@ def embedding_schema(dim: int, vector_dtype: str = "float32") -> pa.Schema:
         pa.field("maxlat", pa.float64()),
         pa.field("lon", pa.float64()),
         pa.field("lat", pa.float64()),
-        pa.field("geometry", pa.binary()),
+        pa.field("geometry", pa.binary(), metadata=GEOARROW_WKB),
         pa.field("t_start", pa.date32()),
         pa.field("t_end", pa.date32()),
         pa.field("year", pa.int16()),
@@ -104,6 +108,13 @@ LABEL_SCHEMA = pa.schema([
 
 def vector_dim(schema: pa.Schema) -> int:
     return schema.field("vector").type.list_size
+
+
+def has_geoarrow_footprint(schema: pa.Schema) -> bool:
+    """Whether ``geometry`` is tagged ``geoarrow.wkb`` (tables made before the tag: no)."""
+    index = schema.get_field_index("geometry")
+    metadata = schema.field(index).metadata or {} if index >= 0 else {}
+    return metadata.get(b"ARROW:extension:name") == b"geoarrow.wkb"
 
 
 def vector_dtype(schema: pa.Schema) -> str:
