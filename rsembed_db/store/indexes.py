@@ -96,7 +96,9 @@ class IndexReport:
 
 
 def _indexed_columns(table) -> set[str]:
-    return {idx.columns[0] for idx in table.list_indices() if len(idx.columns) == 1}
+    """Single-column indexes, read through Lance: LanceDB's own list leaves out index types
+    its bundled Lance does not know (the R-tree)."""
+    return {idx["fields"][0] for idx in table.to_lance().list_indices() if len(idx["fields"]) == 1}
 
 
 def vector_index_info(table) -> VectorIndexInfo | None:
@@ -191,7 +193,13 @@ def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> Ind
         raise SpecError("retention_days", f"must be >= 0, got {retention}")
     report = IndexReport(rows_before=table.count_rows(), versions_before=len(table.list_versions()))
     report.folded_rows = unindexed_rows(table)
-    table.optimize(cleanup_older_than=retention)
+    # Compaction and folding through Lance itself: LanceDB's bundled Lance skips compacting
+    # a table with an index type it does not know (the R-tree on ``geometry``).
+    table.to_lance().optimize.compact_files()
+    table.checkout_latest()
+    table.to_lance().optimize.optimize_indices()
+    table.checkout_latest()
+    table.optimize(cleanup_older_than=retention)  # removes old versions (and what only they used)
     table.checkout_latest()
     report.rows_after = table.count_rows()
     report.versions_after = len(table.list_versions())
