@@ -70,6 +70,7 @@ def test_new_tables_get_an_rtree_old_ones_do_not(store):
 
 def test_polygon_sql_prunes_with_the_rtree(store):
     sql = compile_filters(SearchFilters(polygon=TRIANGLE, spatial_match="intersects"), spatial_index=True).sql
+    assert "st_intersects" not in compile_filters(SearchFilters(polygon=TRIANGLE), spatial_index=True).sql  # centre
     plan = store.dataset("new").scanner(columns=["key"], filter=sql).explain_plan()
     assert "geometry_idx(RTree)" in plan
     got = set(store.dataset("new").to_table(columns=["key"], filter=sql)["key"].to_pylist())

@@ -15,10 +15,12 @@ exact polygon test that SQL cannot express (applied to the candidates afterwards
   columns overlap it;
 - polygon: its bounding box as above in SQL, then ``shapely`` on the candidates
   (centre point within, or footprint geometry intersecting). On a table whose
-  ``geometry`` is a ``geoarrow.wkb`` column with an R-tree (``spatial_index``), the SQL
-  also holds ``st_intersects(geometry, <polygon>)``: Lance prunes with the R-tree and
-  tests the footprints inside the scan (a footprint meeting the polygon is necessary for
-  its centre to lie inside, so it also narrows ``centre``); ``shapely`` still decides;
+  ``geometry`` is a ``geoarrow.wkb`` column with an R-tree (``spatial_index``), an
+  ``intersects`` filter's SQL also holds ``st_intersects(geometry, <polygon>)``: Lance
+  prunes with the R-tree and tests the footprints inside the scan, so only matching
+  footprints are read back; ``shapely`` still decides. ``centre`` keeps the lon/lat
+  ranges and ``shapely`` on the centres: reading two float columns beats evaluating
+  ``st_intersects`` (50k rows, 3k inside: 6 ms against 26 ms, docs/storage.md);
 - H3 parent ``p`` at resolution ``r``: an H3 index stores its resolution in bits 52-55
   above the base cell and the 3-bit digits, and unused digits are 7. So the
   descendants of ``p`` at one resolution ``R >= r`` are exactly the cells in the
@@ -144,7 +146,7 @@ def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = rang
     polygon = None
     if filters.polygon is not None:
         parts.append(_bbox_sql(filters.polygon.bounds, filters.spatial_match))
-        if spatial_index:
+        if spatial_index and filters.spatial_match == "intersects":
             parts.append(f"st_intersects(geometry, st_geomfromtext('{shapely.to_wkt(filters.polygon)}'))")
         polygon = PolygonTest(filters.polygon, filters.spatial_match)
     if filters.h3_parent is not None:
