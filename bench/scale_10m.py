@@ -113,7 +113,7 @@ def scenarios(meta: dict) -> list[tuple[str, SearchFilters, str | None, np.ndarr
 
 
 SEARCH_CHILD = """
-import json, resource, sys
+import json, sys
 from rsembed_db.query import hot
 from rsembed_db.query.request import SearchRequest
 from rsembed_db.query.search import search
@@ -124,14 +124,15 @@ store = EmbeddingStore(spec["db"])
 for filters in spec["filters"]:
     for vector in spec["queries"]:
         search(store, spec["table"], SearchRequest.from_dict({"vector": vector, "k": 10, "filters": filters}))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so the child would
+# report the bench parent's RSS at the fork (GBs of vectors)
+print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")))
 """
 
 
 def peak_rss(db: Path, filters: list[dict], queries: list[list[float]]) -> int:
     """Peak RSS (bytes) of a fresh process running the query vectors ``queries`` under each
-    of ``filters``. The vectors travel in the spec: a memory-mapped copy of all of them
-    (an earlier version of this bench) put 700 MB of file pages in the child's RSS."""
+    of ``filters`` (its VmHWM; the query vectors travel in the spec)."""
     spec = db.parent / "rss.json"
     spec.write_text(json.dumps({"db": str(db), "table": TABLE, "filters": filters, "queries": queries}))
     out = subprocess.run([sys.executable, "-c", SEARCH_CHILD, str(spec)], capture_output=True, text=True,
