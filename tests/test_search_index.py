@@ -48,7 +48,7 @@ def large(tmp_path_factory):
     write_synthetic(store, "big", h3.latlng_to_cell(*HAVELLAND, 4), 9, list(range(2018, 2024)), 32, seed=7,
                     window_days=2)
     report = ensure_indexes(store.table("big"), IndexPolicy())
-    assert set(report.created) == {*BTREE_COLUMNS, *BITMAP_COLUMNS, "vector"}
+    assert set(report.created) == {*BTREE_COLUMNS, *BITMAP_COLUMNS, "geometry", "vector"}  # geometry: R-tree
     return store, _rows(store, "big")
 
 

@@ -67,7 +67,7 @@ def test_openapi_health_models_tables(db):
         assert c.get("/v1/models/mosaiks").json()["dim"] == 256
         assert c.get("/v1/models/nope").json()["error"]["field"] == "model"
         assert c.get("/v1/tables").json()["tables"] == [{"name": "toy", "rows": 19, "dim": 4, "models": ["toy"],
-                                                          "tilings": {"h3:8": 19}}]
+                                                          "tilings": {"h3:8": 19}, "vector_dtype": "float32"}]
         assert "vector" in [col["name"] for col in c.get("/v1/tables/toy").json()["columns"]]
         assert c.get("/v1/tables/nope").status_code == 404
 

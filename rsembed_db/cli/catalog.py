@@ -32,16 +32,37 @@ def describe(model: str,
     print(json.dumps(describe_model(model, **parse_config(config)).to_dict(), indent=2, default=str))
 
 
-def tables(db: DbOption = DEFAULT_DB) -> None:
-    """List tables with row counts, vector widths and models."""
+def tables(db: DbOption = DEFAULT_DB,
+           verbose: Annotated[bool, typer.Option("--verbose", "-v", help=(
+               "Also bytes per row on disk: vectors, other columns, indexes, everything else (older "
+               "versions, superseded indexes), and the total as a multiple of the raw float32 vectors."))] = False,
+           ) -> None:
+    """List tables with row counts, vector widths and dtypes, and models."""
     from rsembed_db.store.lance_store import EmbeddingStore
 
-    infos = EmbeddingStore(db).info()
-    table = Table("table", "rows", "dim", "models", "tilings (rows)", title=db)
+    store = EmbeddingStore(db)
+    infos = store.info()
+    table = Table("table", "rows", "dim", "dtype", "models", "tilings (rows)", title=db)
     for info in infos:
         tilings = ", ".join(f"{name} ({count})" for name, count in info.tilings.items())
-        table.add_row(info.name, str(info.rows), str(info.dim), ",".join(info.models), tilings)
+        table.add_row(info.name, str(info.rows), str(info.dim), info.vector_dtype, ",".join(info.models), tilings)
     Console().print(table)
+    if verbose:
+        _storage_table(store, [info.name for info in infos])
+
+
+def _storage_table(store, names: list[str]) -> None:
+    from rsembed_db.store.storage import storage_report
+
+    out = Table("table", "vectors B/row", "scalars B/row", "indexes B/row", "other B/row", "total B/row",
+                "x raw f32", "superseded indexes", title="bytes on disk per row")
+    for name in names:
+        r = storage_report(store.dataset(name))
+        stale = f"{len(r.stale_index_dirs)} ({r.stale_index_bytes / 1e6:.1f} MB)" if r.stale_index_dirs else "0"
+        out.add_row(name, *(f"{r.per_row(v):.1f}" for v in (r.vector_bytes, r.scalar_bytes, r.index_bytes,
+                                                              r.other_bytes, r.total_bytes)),
+                    f"{r.ratio_to_raw:.2f}", stale)
+    Console().print(out)
 
 
 def failures(db: DbOption = DEFAULT_DB,

@@ -47,6 +47,9 @@ def ingest(
     commit_every: Annotated[Optional[int], typer.Option(
         help="Rows per atomic commit (default: 64 for models, 16384 for precomputed products).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Plan and count only; compute nothing.")] = False,
+    vector_dtype: Annotated[Optional[str], typer.Option(
+        help="float32 or float16: how a new table stores vectors (default: float16 for the int8 products "
+             "tessera and gse, float32 otherwise); an existing table keeps its own.")] = None,
     input_prep: Annotated[Optional[str], typer.Option(
         help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
     engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data; needs the `distributed` extra).")] = "local",
@@ -79,7 +82,8 @@ def ingest(
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)
     requests = producer.requests(spatials, temporal, out_spec, input_prep=input_prep)
     store = EmbeddingStore(db)
-    options = IngestOptions(batch_size=batch_size, workers=workers, commit_every=commit_every)
+    options = IngestOptions(batch_size=batch_size, workers=workers, commit_every=commit_every,
+                            vector_dtype=vector_dtype)
     run = run_ingest
     if engine == "ray":
         run = _ray_runner(model, imagery, imagery_date, parse_config(config), source, ray_address, ray_actors,

@@ -61,7 +61,9 @@ def optimize(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Compact files, fold new rows into the indexes, and remove old versions (of the internal
-    tables too); drop the staging tables of distributed runs killed longer ago than the retention."""
+    tables too; with them the indexes only they used: "superseded indexes" counts those a
+    retained version still holds); drop the staging tables of distributed runs killed longer
+    ago than the retention."""
     from rsembed_db.store.indexes import optimize_table
     from rsembed_db.store.lance_store import EmbeddingStore
     from rsembed_db.store.schema import INTERNAL_TABLES
@@ -69,13 +71,14 @@ def optimize(
 
     store = EmbeddingStore(db)
     retention = dt.timedelta(days=retention_days)
-    out = Table("table", "rows before", "rows after", "versions before", "versions after", "folded rows", title=db)
+    out = Table("table", "rows before", "rows after", "versions before", "versions after", "folded rows",
+                "superseded indexes", title=db)
     internal = [] if model else [n for n in INTERNAL_TABLES if store.has_table(n)]
     for name in _tables(store, model, config) + internal:
         report = optimize_table(store.table(name), retention)
         out.add_row(name, str(report.rows_before), str(report.rows_after), str(report.versions_before),
-                    str(report.versions_after), str(report.folded_rows))
+                    str(report.versions_after), str(report.folded_rows), str(report.superseded_indexes))
     for name in [] if model else stale_staging(store, retention):
         store.drop_internal(name)
-        out.add_row(name, "dropped", "-", "-", "-", "-")
+        out.add_row(name, "dropped", "-", "-", "-", "-", "-")
     Console().print(out)

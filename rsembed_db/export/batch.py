@@ -201,7 +201,7 @@ class _Runner:
                     out[i, job.label].error = record.error
             if self.store is not None and computed:
                 started = time.perf_counter()
-                self.store.write(producer.table_name, computed, producer.dim)
+                self.store.write(producer.table_name, computed, producer.dim, create_dtype=producer.default_vector_dtype)
                 timings["store_write_s"] += time.perf_counter() - started
         return out
 

@@ -196,8 +196,9 @@ class _Committer:
     """The driver's side of exactly-once: staged fragments -> one conflict-checked upsert per chunk."""
 
     def __init__(self, store: EmbeddingStore, producer: Producer, staging: StagingTable,
-                 by_key: dict[str, EmbeddingRequest], timings: dict[str, float]) -> None:
+                 by_key: dict[str, EmbeddingRequest], timings: dict[str, float], vector_dtype: str) -> None:
         self.store, self.producer, self.staging, self.by_key, self.timings = store, producer, staging, by_key, timings
+        self.vector_dtype = vector_dtype  # how a new table stores the vectors
         self.fragments: list[str] = []
         self.failures: list[FailureRecord] = []
         self.rows = 0
@@ -223,7 +224,7 @@ class _Committer:
         keys = data["key"].to_pylist()
         fresh = [r.key for r in pending_requests(self.store, self.producer, [self.by_key[k] for k in keys])]
         data = data.filter(pc.is_in(data["key"], value_set=pa.array(fresh, pa.string())))
-        self.store.write_arrow(self.producer.table_name, data, self.producer.dim)
+        self.store.write_arrow(self.producer.table_name, data, self.producer.dim, self.vector_dtype)
 
 
 def run_ingest_ray(store: EmbeddingStore, producer: Producer, spec: ProducerSpec, requests: list[EmbeddingRequest],
@@ -233,6 +234,8 @@ def run_ingest_ray(store: EmbeddingStore, producer: Producer, spec: ProducerSpec
     """``run_ingest`` on Ray Data (see the module docstring); ``producer`` is ``spec.build()``
     on the driver. A configuration error stops the run after committing what was computed."""
     started = time.perf_counter()
+    if options.vector_dtype is not None and store.has_table(producer.table_name):
+        store.ensure_table(producer.table_name, producer.dim, options.vector_dtype)  # SpecError on a mismatch
     todo = pending_requests(store, producer, requests)
     summary = IngestSummary(producer.model, producer.table_name, planned=len({r.key for r in requests}), engine="ray")
     summary.already_stored = summary.planned - len(todo)
@@ -260,7 +263,8 @@ def _distribute(store: EmbeddingStore, producer: Producer, spec: ProducerSpec, t
     timings["ray_init_s"] = time.perf_counter() - clock
     commit_every = options.commit_every if options.commit_every is not None else producer.default_commit_every
     staging = StagingTable(store, producer.table_name, producer.dim)
-    committer = _Committer(store, producer, staging, {r.key: r for r in todo}, timings)
+    committer = _Committer(store, producer, staging, {r.key: r for r in todo}, timings,
+                           options.vector_dtype or producer.default_vector_dtype)
     partials: list[TilePartial] = []
 
     def count(computed: int, failures: list[FailureRecord]) -> None:

@@ -14,6 +14,7 @@ from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.store.indexes import index_table
 from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.schema import check_vector_dtype
 from rsembed_db.tiling.plan import tile_id
 
 ProgressCallback = Callable[[int, int], None]  # (computed_delta, failed_delta)
@@ -43,8 +44,11 @@ class IngestOptions:
     batch_size: int = 16
     workers: int = 4
     commit_every: int | None = None  # None: the producer's default_commit_every
+    vector_dtype: str | None = None  # float32 / float16 for a new table; None: the producer's default
 
     def __post_init__(self) -> None:
+        if self.vector_dtype is not None:
+            check_vector_dtype(self.vector_dtype, "vector-dtype")
         for name in ("batch_size", "workers", "commit_every"):
             value = getattr(self, name)
             if value is None and name == "commit_every":
@@ -66,8 +70,8 @@ class _Writer:
     """
 
     def __init__(self, store: EmbeddingStore, producer: Producer, summary: IngestSummary,
-                 commit_every: int, on_progress: ProgressCallback | None) -> None:
-        self.store, self.producer, self.summary = store, producer, summary
+                 commit_every: int, on_progress: ProgressCallback | None, vector_dtype: str) -> None:
+        self.store, self.producer, self.summary, self.vector_dtype = store, producer, summary, vector_dtype
         self.commit_every, self.on_progress = commit_every, on_progress
         self.records: list[EmbeddingRecord] = []
         self.failures: list[FailureRecord] = []
@@ -111,7 +115,8 @@ class _Writer:
         # Another writer (a concurrent ingest over an overlapping region) may have stored
         # some of these keys since the plan: leave its rows alone instead of rewriting them.
         fresh = {r.key for r in pending_requests(self.store, p, [r.request for r in records])}
-        self.store.write(p.table_name, [r for r in records if r.request.key in fresh], p.dim)
+        self.store.write(p.table_name, [r for r in records if r.request.key in fresh], p.dim,
+                         create_dtype=self.vector_dtype)
         self.store.record_failures(p.table_name, failures)
 
 
@@ -136,6 +141,8 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
     committed first, so nothing is lost.
     """
     started = time.perf_counter()
+    if options.vector_dtype is not None and store.has_table(producer.table_name):
+        store.ensure_table(producer.table_name, producer.dim, options.vector_dtype)  # SpecError on a mismatch
     todo = pending_requests(store, producer, requests)
     summary = IngestSummary(producer.model, producer.table_name, planned=len({r.key for r in requests}))
     summary.already_stored = summary.planned - len(todo)
@@ -143,7 +150,8 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
         on_start(len(todo))
     if not dry_run and todo:
         commit_every = options.commit_every if options.commit_every is not None else producer.default_commit_every
-        writer = _Writer(store, producer, summary, commit_every, on_progress)
+        writer = _Writer(store, producer, summary, commit_every, on_progress,
+                         options.vector_dtype or producer.default_vector_dtype)
         try:
             if isinstance(producer, BulkProducer):
                 for group in producer.compute_many(todo, workers=options.workers):

@@ -45,6 +45,7 @@ class Producer(ABC):
 
     description: ModelDescription
     default_commit_every = 64  # rows per atomic commit when the run does not say
+    default_vector_dtype = "float32"  # how a new table stores the vectors (store.schema.VECTOR_DTYPES)
     backend = "auto"  # where inputs come from (``Embedding.meta["backend"]``)
 
     @property

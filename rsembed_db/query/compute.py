@@ -145,7 +145,7 @@ def read_through(producer: Producer, requests: list[EmbeddingRequest],
         if todo:
             records = compute_records(producer, todo)
             if store is not None:
-                store.write(table, records, producer.dim)
+                store.write(table, records, producer.dim, create_dtype=producer.default_vector_dtype)
             done.update({rec.request.key: embedding_from_record(rec) for rec in records})
         return {flight_id: done[misses[flight_id].key] for flight_id in owned}
 

@@ -108,13 +108,18 @@ def export_table(store: EmbeddingStore, table: str, out: str | Path, format: str
 
 
 def _with_h3_id_field(schema: pa.Schema) -> pa.Schema:
-    """The stored schema plus ``h3_id`` (hex string) right after ``h3``."""
+    """The stored schema plus ``h3_id`` (hex string) right after ``h3``, vectors as float32
+    (a float16 table's included)."""
+    vector = schema.field("vector")
+    schema = schema.set(schema.get_field_index("vector"),
+                        vector.with_type(pa.list_(pa.float32(), vector.type.list_size)))
     return schema.insert(schema.get_field_index("h3") + 1, pa.field("h3_id", pa.string()))
 
 
 def _with_h3_id(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     columns = {name: batch.column(name) for name in batch.schema.names}
     columns["h3_id"] = h3_hex(batch.column("h3"))
+    columns["vector"] = columns["vector"].cast(schema.field("vector").type)
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 

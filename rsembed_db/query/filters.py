@@ -14,7 +14,13 @@ exact polygon test that SQL cannot express (applied to the candidates afterwards
 - bbox, ``centre``: ``lon``/``lat`` inside; ``intersects``: the footprint's bbox
   columns overlap it;
 - polygon: its bounding box as above in SQL, then ``shapely`` on the candidates
-  (centre point within, or footprint geometry intersecting);
+  (centre point within, or footprint geometry intersecting). On a table whose
+  ``geometry`` is a ``geoarrow.wkb`` column with an R-tree (``spatial_index``), an
+  ``intersects`` filter's SQL also holds ``st_intersects(geometry, <polygon>)``: Lance
+  prunes with the R-tree and tests the footprints inside the scan, so only matching
+  footprints are read back; ``shapely`` still decides. ``centre`` keeps the lon/lat
+  ranges and ``shapely`` on the centres: reading two float columns beats evaluating
+  ``st_intersects`` (50k rows, 3k inside: 6 ms against 26 ms, docs/storage.md);
 - H3 parent ``p`` at resolution ``r``: an H3 index stores its resolution in bits 52-55
   above the base cell and the 3-bit digits, and unused digits are 7. So the
   descendants of ``p`` at one resolution ``R >= r`` are exactly the cells in the
@@ -113,10 +119,12 @@ class CompiledFilter:
 
 
 def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = range(H3_MAX_RES + 1),
-                    max_window_days: int | None = None) -> CompiledFilter:
+                    max_window_days: int | None = None, spatial_index: bool = False) -> CompiledFilter:
     """SQL for ``filters``; ``h3_resolutions``: the H3 resolutions stored in the table;
     ``max_window_days``: the longest ``t_end - t_start`` of any row (None: unknown), which
-    bounds ``t_start`` from below for a window filter with a ``start``."""
+    bounds ``t_start`` from below for a window filter with a ``start``; ``spatial_index``:
+    the table has an R-tree on a ``geoarrow.wkb`` ``geometry`` (the SQL then needs Lance's
+    own scanner: LanceDB's query builder rejects ``st_intersects``)."""
     parts: list[str] = []
     if filters.model is not None:
         parts.append(f"model = {sql_quote([filters.model])}")
@@ -138,6 +146,8 @@ def compile_filters(filters: SearchFilters, h3_resolutions: Iterable[int] = rang
     polygon = None
     if filters.polygon is not None:
         parts.append(_bbox_sql(filters.polygon.bounds, filters.spatial_match))
+        if spatial_index and filters.spatial_match == "intersects":
+            parts.append(f"st_intersects(geometry, st_geomfromtext('{shapely.to_wkt(filters.polygon)}'))")
         polygon = PolygonTest(filters.polygon, filters.spatial_match)
     if filters.h3_parent is not None:
         parts.append(h3_parent_sql(filters.h3_parent.int_id, h3_resolutions))

@@ -11,7 +11,7 @@ import pyarrow as pa
 import shapely
 
 from rsembed_db.query.geoarrow import with_geoarrow
-from rsembed_db.store.schema import h3_hex
+from rsembed_db.store.schema import as_float32_vectors, h3_hex
 
 RESULT_COLUMNS = ("key", "model", "tile_id", "lon", "lat", "h3", "h3_id", "h3_res", "minlon", "minlat",
                   "maxlon", "maxlat", "t_start", "t_end", "year", "geometry")
@@ -53,7 +53,7 @@ def result_table(rows: pa.Table, wanted: tuple[str, ...], model: str | None) -> 
     columns = {**{n: rows[n] for n in rows.column_names}, **derived, "distance": rows["_distance"]}
     extras = [n for n in rows.column_names if n not in RESULT_COLUMNS and n != "_distance"]
     names = ["key", "distance", *(n for n in RESULT_COLUMNS if n in wanted and n != "key"), *extras]
-    return pa.table({n: columns[n] for n in names})
+    return as_float32_vectors(pa.table({n: columns[n] for n in names}))
 
 
 @dataclass

@@ -16,6 +16,10 @@ On top, only a single ``SELECT`` statement (``WITH``, ``VALUES``, ``DESCRIBE``,
 ``SUMMARIZE``, ``SHOW`` parse as SELECT) is accepted. A timer interrupts the
 connection after ``timeout_s``; at most ``max_rows`` rows come back (``truncated``
 says when more existed).
+
+DuckDB has no float16 type: a float16 table (``store.schema.VECTOR_DTYPES``) is
+registered through ``Float32Vectors``, a view of its Lance dataset whose ``vector``
+column reads as float32 (the cast runs per scanned batch, after Lance's pushdown).
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import time
 from dataclasses import dataclass
 
 import duckdb
+import lance
 import pyarrow as pa
 
 from rsembed_db.errors import SpecError, SqlTimeout
 from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.schema import vector_dtype
 
 BATCH_ROWS = 2048
 
@@ -63,11 +69,44 @@ def _config(limits: SqlLimits) -> dict[str, object]:
     }
 
 
+class Float32Vectors(lance.LanceDataset):
+    """A Lance dataset whose float16 ``vector`` column scans as float32 (DuckDB's view of
+    a float16 table). DuckDB recognises Arrow datasets by class, hence the subclass; it
+    only calls ``schema`` and ``scanner(...).to_reader()``."""
+
+    def __init__(self, dataset: lance.LanceDataset) -> None:
+        self.__dict__.update(dataset.__dict__)
+
+    @property
+    def schema(self) -> pa.Schema:
+        stored = super().schema
+        vector = stored.field("vector")
+        return stored.set(stored.get_field_index("vector"),
+                          vector.with_type(pa.list_(pa.float32(), vector.type.list_size)))
+
+    def scanner(self, *args, **kwargs):  # type: ignore[override]
+        return _CastScanner(super().scanner(*args, **kwargs), self.schema)
+
+
+class _CastScanner:
+    def __init__(self, scanner, schema: pa.Schema) -> None:
+        self.scanner, self.schema = scanner, schema
+
+    def to_reader(self) -> pa.RecordBatchReader:
+        reader = self.scanner.to_reader()
+        out = pa.schema([self.schema.field(n) if n in self.schema.names else f for n, f in
+                         zip(reader.schema.names, reader.schema)])
+        batches = (pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(b.columns, out)], schema=out)
+                   for b in reader)
+        return pa.RecordBatchReader.from_batches(out, batches)
+
+
 def sandbox(store: EmbeddingStore, limits: SqlLimits = SqlLimits()) -> duckdb.DuckDBPyConnection:
     """A locked in-memory connection with every model table registered under its name."""
     con = duckdb.connect(":memory:", config=_config(limits))
     for name in store.table_names():
-        con.register(name, store.table(name).to_lance())
+        dataset = store.table(name).to_lance()
+        con.register(name, Float32Vectors(dataset) if vector_dtype(dataset.schema) == "float16" else dataset)
     return con
 
 

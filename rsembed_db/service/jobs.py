@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rsembed_db.errors import SpecError
@@ -114,13 +114,16 @@ class IngestJobs:
         self._local: dict[str, IngestJob] = {}  # jobs of this replica not finished yet
         self._lock = threading.Lock()
 
-    def submit(self, producer: Producer, requests: list[EmbeddingRequest], tiles: str) -> dict[str, Any]:
+    def submit(self, producer: Producer, requests: list[EmbeddingRequest], tiles: str,
+               vector_dtype: str | None = None) -> dict[str, Any]:
+        """Queue a job; ``vector_dtype``: how a new table stores vectors (None: the producer's default)."""
+        options = replace(self.options, vector_dtype=vector_dtype) if vector_dtype is not None else self.options
         job = IngestJob(uuid.uuid4().hex, producer.model, producer.table_name, tiles,
                         planned=len({r.key for r in requests}), owner=self.replica)
         self.table.put(job.row())
         with self._lock:
             self._local[job.id] = job
-        self._pool.submit(self._run, job, producer, requests)
+        self._pool.submit(self._run, job, producer, requests, options)
         return self.get(job.id)
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -153,7 +156,8 @@ class IngestJobs:
             job.cancel.set()
         return job.cancel.is_set()
 
-    def _run(self, job: IngestJob, producer: Producer, requests: list[EmbeddingRequest]) -> None:
+    def _run(self, job: IngestJob, producer: Producer, requests: list[EmbeddingRequest],
+             options: IngestOptions) -> None:
         try:
             if self._cancelled(job):
                 job.state, job.finished_at = "cancelled", _now()
@@ -161,12 +165,13 @@ class IngestJobs:
                 return
             job.state, job.started_at = "running", _now()
             self.table.put(job.row())
-            self._execute(job, producer, requests)
+            self._execute(job, producer, requests, options)
         finally:
             with self._lock:
                 self._local.pop(job.id, None)
 
-    def _execute(self, job: IngestJob, producer: Producer, requests: list[EmbeddingRequest]) -> None:
+    def _execute(self, job: IngestJob, producer: Producer, requests: list[EmbeddingRequest],
+                 options: IngestOptions) -> None:
         written = [time.monotonic()]
         checked = [time.monotonic()]  # when the store was last asked for a cancellation
         lock = threading.Lock()  # the heartbeat and the run both write the row
@@ -201,7 +206,7 @@ class IngestJobs:
         beat = threading.Thread(target=heartbeat, name=f"job-heartbeat-{job.id[:8]}", daemon=True)
         beat.start()
         try:
-            summary = run_ingest(self.store, producer, requests, self.options,
+            summary = run_ingest(self.store, producer, requests, options,
                                  on_start=started, on_progress=progressed)
             state, errors, error = "succeeded", summary.failures, None
         except JobCancelled:

@@ -31,8 +31,8 @@ def model(name: str, _: Reader) -> dict[str, Any]:
 
 @router.get("/tables", summary="Stored tables: rows, vector width, models")
 def tables(ctx: Context, _: Reader) -> dict[str, Any]:
-    return {"tables": [{"name": i.name, "rows": i.rows, "dim": i.dim, "models": list(i.models), "tilings": i.tilings}
-                       for i in ctx.store.info()]}
+    return {"tables": [{"name": i.name, "rows": i.rows, "dim": i.dim, "models": list(i.models), "tilings": i.tilings,
+                        "vector_dtype": i.vector_dtype} for i in ctx.store.info()]}
 
 
 @router.get("/tables/{name}", summary="One table: counts, columns, time windows, extent, text search")
@@ -40,6 +40,7 @@ def table(name: str, ctx: Context, _: Reader) -> dict[str, Any]:
     info = next((i for i in ctx.store.info() if i.name == name), None)
     if info is None:
         raise ApiError(404, "table", f"no table {name!r}", allowed=ctx.store.table_names())
-    return {"name": name, "rows": info.rows, "dim": info.dim, "models": list(info.models),
+    return {"name": name, "rows": info.rows, "dim": info.dim, "vector_dtype": info.vector_dtype,
+            "models": list(info.models),
             "columns": json_columns(ctx.store.table(name).schema), **table_summary(ctx.store, name),
             "text_search": any(has_text_tower(m) for m in info.models)}

@@ -13,6 +13,7 @@ from rsembed_db.service.context import Context
 from rsembed_db.service.errors import ApiError
 from rsembed_db.specs.output import OutputSpec
 from rsembed_db.specs.validate import require_choice
+from rsembed_db.store.schema import check_vector_dtype
 from rsembed_db.tiling.plan import TooManyTilesError, tile_region
 from rsembed_db.tiling.region import region_from_geojson
 
@@ -35,6 +36,9 @@ class IngestBody(BaseModel):
     output: str = Field("pooled", description="pooled, grid or both (grid/both keep the (D,H,W) grid)")
     pooling: str = "mean"
     config: dict[str, Any] | None = Field(None, alias="model_config", description="Model configuration.")
+    vector_dtype: str | None = Field(None, description=(
+        "float32 or float16: how a new table stores vectors (omitted: float16 for int8 products such as "
+        "tessera and gse, else float32); an existing table keeps its own and refuses another"))
 
 
 @router.post("/ingest", status_code=202, summary="Start an ingest job (needs a write key)")
@@ -42,7 +46,11 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
     require_choice("output", body.output, ("pooled", "grid", "both"))
     out_spec = OutputSpec.pooled(body.pooling) if body.output == "pooled" else OutputSpec.grid(pooling=body.pooling)
     temporal = params.temporal(body.temporal)
+    if body.vector_dtype is not None:
+        check_vector_dtype(body.vector_dtype)
     producer = ctx.producer(body.model, params.model_config(body.config))
+    if body.vector_dtype is not None and ctx.store.has_table(producer.table_name):
+        ctx.store.ensure_table(producer.table_name, producer.dim, body.vector_dtype)  # SpecError on a mismatch
     limit = ctx.settings.max_region_tiles
     try:
         spatials = tile_region(region_from_geojson(body.region), body.tiles, cover=body.cover, max_tiles=limit)
@@ -51,7 +59,7 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
                                       f"this server's limit of {limit}; split it or use a coarser tiler") from None
     ctx.require_imagery(producer)
     requests = producer.requests(spatials, temporal, out_spec, input_prep=params.input_prep(body.input_prep))
-    job = ctx.jobs.submit(producer, requests, body.tiles)
+    job = ctx.jobs.submit(producer, requests, body.tiles, body.vector_dtype)
     response.headers["Location"] = f"/v1/ingest/{job['id']}"
     return job
 

@@ -21,7 +21,8 @@ from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.store.commit import retry_on_conflict
 from rsembed_db.store.lance_store import EmbeddingStore
-from rsembed_db.store.schema import vector_dim
+from rsembed_db.store.schema import has_geoarrow_footprint, vector_dim
+from rsembed_db.store.storage import index_dirs_on_disk, referenced_index_dirs
 
 BTREE_COLUMNS = ("key", "h3", "t_start", "t_end", "lon", "lat", "minlon", "minlat", "maxlon", "maxlat")
 BITMAP_COLUMNS = ("model", "model_config", "spatial_kind", "year", "h3_res")  # few distinct values
@@ -95,10 +96,13 @@ class IndexReport:
     rows_after: int = 0
     versions_before: int = 0
     versions_after: int = 0
+    superseded_indexes: int = 0  # index directories only older, retained versions still use
 
 
 def _indexed_columns(table) -> set[str]:
-    return {idx.columns[0] for idx in table.list_indices() if len(idx.columns) == 1}
+    """Single-column indexes, read through Lance: LanceDB's own list leaves out index types
+    its bundled Lance does not know (the R-tree)."""
+    return {idx["fields"][0] for idx in table.to_lance().list_indices() if len(idx["fields"]) == 1}
 
 
 def vector_index_info(table) -> VectorIndexInfo | None:
@@ -134,6 +138,11 @@ def build_vector_index(table, policy: IndexPolicy) -> None:
         table.checkout_latest()
         table.create_index("vector", config=config, replace=True)
     retry_on_conflict(build, f"building the vector index of {table.name!r}")
+
+
+def _build_rtree(table) -> None:
+    table.to_lance().create_scalar_index("geometry", "RTREE")  # LanceDB's create_index has no RTREE
+    table.checkout_latest()
 
 
 def _build_missing(table, column: str, build) -> bool:
@@ -175,6 +184,9 @@ def ensure_indexes(table, policy: IndexPolicy | None = None) -> IndexReport:
         if column not in have and _build_missing(
                 table, column, lambda c=column, k=config: table.create_index(c, config=k, replace=True)):
             report.created.append(column)
+    if "geometry" not in have and has_geoarrow_footprint(table.schema) \
+            and _build_missing(table, "geometry", lambda: _build_rtree(table)):
+        report.created.append("geometry")
     if "vector" not in have and report.rows_before >= policy.vector_min_rows \
             and _build_missing(table, "vector", lambda: build_vector_index(table, policy)):
         report.created.append("vector")
@@ -205,17 +217,30 @@ def index_table(store: EmbeddingStore, name: str, policy: IndexPolicy | None = N
 
 def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> IndexReport:
     """Compact files, fold new rows into every index, and remove versions older than
-    ``retention`` (the latest version is always kept)."""
+    ``retention`` (the latest version is always kept).
+
+    Lance removes an index's files with the last version that uses it: an index that
+    folding or compaction superseded stays on disk while a retained older version still
+    refers to it (``superseded_indexes``; ``retention`` 0 removes them all).
+    """
     if retention < dt.timedelta(0):
         raise SpecError("retention_days", f"must be >= 0, got {retention}")
     report = IndexReport(rows_before=table.count_rows(), versions_before=len(table.list_versions()))
     report.folded_rows = unindexed_rows(table)
 
     def attempt() -> None:
+        # Compaction and folding through Lance itself: LanceDB's bundled Lance skips compacting
+        # a table with an index type it does not know (the R-tree on ``geometry``).
         table.checkout_latest()
-        table.optimize(cleanup_older_than=retention)
+        table.to_lance().optimize.compact_files()
+        table.checkout_latest()
+        table.to_lance().optimize.optimize_indices()
+        table.checkout_latest()
+        table.optimize(cleanup_older_than=retention)  # removes old versions (and what only they used)
     retry_on_conflict(attempt, f"optimizing {table.name!r}")
     table.checkout_latest()
     report.rows_after = table.count_rows()
     report.versions_after = len(table.list_versions())
+    dataset = table.to_lance()
+    report.superseded_indexes = len(index_dirs_on_disk(dataset) - referenced_index_dirs(dataset))
     return report

@@ -29,10 +29,14 @@ from rsembed_db.store.schema import (
     FAILURE_SCHEMA,
     FAILURES_TABLE,
     INTERNAL_TABLES,
+    as_float32_vectors,
+    check_float16_range,
+    check_vector_dtype,
     embedding_schema,
     failures_to_arrow,
     records_to_arrow,
     vector_dim,
+    vector_dtype,
 )
 
 KEY_CHUNK = 512  # keys per IN (...) lookup
@@ -42,6 +46,11 @@ SCAN_RATIO = 8  # scan the key column when keys x SCAN_RATIO >= rows
 def default_db_path() -> str:
     """``$RSEMBED_DB`` or ``./rsembed.lance``."""
     return os.environ.get("RSEMBED_DB", "rsembed.lance")
+
+
+def vector_dtype_of(table) -> str:
+    """The stored vector dtype of a LanceDB table (``float32`` / ``float16``)."""
+    return vector_dtype(table.schema)
 
 
 def sql_quote(values: Iterable[str]) -> str:
@@ -55,6 +64,7 @@ class TableInfo:
     dim: int
     models: tuple[str, ...]
     tilings: dict[str, int]  # rows per tiling: "h3:8", "point_buffer", "bbox", "grid"
+    vector_dtype: str = "float32"  # how the vectors are stored (users always get float32)
 
 
 class EmbeddingStore:
@@ -110,16 +120,29 @@ class EmbeddingStore:
         table.checkout_latest()
         return table
 
-    def ensure_table(self, name: str, dim: int):
-        """Open or create the table for vectors of width ``dim``; refuses a width mismatch."""
+    def ensure_table(self, name: str, dim: int, vector_dtype: str | None = None, *,
+                     create_dtype: str = "float32"):
+        """Open or create the table for vectors of width ``dim``; refuses a width mismatch.
+
+        ``vector_dtype``: the dtype the caller requires (SpecError when an existing table
+        stores another); a new table is created with it, or with ``create_dtype`` when None.
+        """
+        dtype = check_vector_dtype(vector_dtype or create_dtype)
         with self._lock:
             if name not in self._tables:
-                self._tables[name] = self._create_table(name, embedding_schema(dim))
+                # create_table(exist_ok=True) refuses an existing table of another schema
+                # (another vector dtype): open those as they are, the checks below speak
+                self._tables[name] = self.db.open_table(name) if self.has_table(name) else \
+                    self._create_table(name, embedding_schema(dim, dtype))
             table = self._tables[name]
         existing = vector_dim(table.schema)
         if existing != dim:
             raise SpecError("model", f"table {name!r} holds {existing}-d vectors, got {dim}-d; "
                             "use another model variant name")
+        stored = vector_dtype_of(table)
+        if vector_dtype is not None and stored != vector_dtype:
+            raise SpecError("vector_dtype", f"table {name!r} stores {stored} vectors, not {vector_dtype}; "
+                            "a table's vector dtype is fixed when it is created", (stored,))
         return table
 
     def _create_table(self, name: str, schema: pa.Schema):
@@ -143,22 +166,34 @@ class EmbeddingStore:
                 label = f"h3:{row['h3_res']}" if row["spatial_kind"] == "h3" else row["spatial_kind"]
                 tilings[label] = tilings.get(label, 0) + row["count_all"]
             out.append(TableInfo(name, rows.num_rows, vector_dim(table.schema),
-                                 tuple(sorted(set(rows["model"].to_pylist()))), dict(sorted(tilings.items()))))
+                                 tuple(sorted(set(rows["model"].to_pylist()))), dict(sorted(tilings.items())),
+                                 vector_dtype_of(table)))
         return out
 
     # writes ---------------------------------------------------------------
-    def write(self, table_name: str, records: list[EmbeddingRecord], dim: int) -> int:
-        """Upsert records by key in one atomic commit; returns the number written."""
+    def write(self, table_name: str, records: list[EmbeddingRecord], dim: int, create_dtype: str = "float32") -> int:
+        """Upsert records by key in one atomic commit (vectors in the table's dtype; a new
+        table stores ``create_dtype``); returns the number written."""
         if not records:
             return 0
-        return self.write_arrow(table_name, records_to_arrow(records, dim), dim)
+        table = self.ensure_table(table_name, dim, create_dtype=create_dtype)
+        try:
+            data = records_to_arrow(records, dim, vector_dtype_of(table))
+        except ValueError as exc:
+            raise SpecError("vector_dtype", str(exc)) from None
+        return self.write_arrow(table_name, data, dim, create_dtype)
 
-    def write_arrow(self, table_name: str, data: pa.Table, dim: int) -> int:
+    def write_arrow(self, table_name: str, data: pa.Table, dim: int, create_dtype: str = "float32") -> int:
         """Upsert rows already in ``embedding_schema(dim)`` by key in one atomic commit
-        (conflict-checked, ``store.commit``) and clear their failures; returns the rows written."""
+        (conflict-checked, ``store.commit``) and clear their failures; returns the rows
+        written. Vectors are cast to the table's dtype (SpecError beyond float16's range)."""
         if not data.num_rows:
             return 0
-        table = self.ensure_table(table_name, dim)
+        table = self.ensure_table(table_name, dim, create_dtype=create_dtype)
+        if not data.schema.equals(table.schema, check_metadata=True):
+            if vector_dtype_of(table) == "float16":
+                check_float16_range(data["vector"], table_name)
+            data = data.cast(table.schema)  # the table's vector dtype; a table made before the geometry tag
         with self._write_lock:
             upsert(table.to_lance(), data, ["key"])
             table.checkout_latest()
@@ -199,7 +234,7 @@ class EmbeddingStore:
         if not self.has_table(table_name):
             return None
         rows = self.dataset(table_name).to_table(columns=columns or None, filter=f"key = {sql_quote([key])}", limit=1)
-        return rows.to_pylist()[0] if rows.num_rows else None
+        return as_float32_vectors(rows).to_pylist()[0] if rows.num_rows else None
 
     def dataset(self, name: str):
         """Table ``name`` at its latest version as a Lance dataset. One handle per table is

@@ -4,9 +4,13 @@ Embedding row (DESIGN.md section 3): ``key`` (sha256 of the canonical request),
 ``model`` + ``model_config``, spatial columns (``spatial_kind``, ``spatial`` JSON,
 ``tile_id``, ``h3`` uint64 + ``h3_res``, bbox, centre, WKB ``geometry``), temporal
 columns (``t_start``/``t_end`` of the half-open window, ``year`` of its midpoint),
-``pooling``, ``vector`` fixed_size_list<float32>[D], an optional grid (flattened
-float32 values + ``grid_shape`` (D, H, W), ``grid_crs``, ``grid_transform``), ``meta``
-JSON and ``created_at``.
+``pooling``, ``vector`` fixed_size_list<float32 or float16>[D], an optional grid
+(flattened float32 values + ``grid_shape`` (D, H, W), ``grid_crs``, ``grid_transform``),
+``meta`` JSON and ``created_at``.
+
+A table's vector dtype is chosen when it is created (``VECTOR_DTYPES``) and recorded twice:
+in the ``vector`` field's type and in the schema metadata ``rsembed.vector_dtype``.
+float16 halves the vector bytes (2 B per dimension); readers always hand out float32.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
+from rsembed_db.errors import SpecError
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.spatial import H3Cell, lonlat_geometries
@@ -33,8 +38,35 @@ STAGING_PREFIX = "_staging_"  # staging tables of distributed ingest runs (``sto
 _META_JSON = json.JSONEncoder(default=str, sort_keys=True).encode  # as json.dumps(..., default=str, sort_keys=True)
 
 
-def embedding_schema(dim: int) -> pa.Schema:
-    """The row schema of a model table of ``dim``-wide vectors; ``key`` is its primary key."""
+VECTOR_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
+VECTOR_DTYPE_KEY = b"rsembed.vector_dtype"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+# The footprint column's GeoArrow tag, which lets Lance build an R-tree on it and answer
+# ``st_intersects``. Lance 14 refuses an R-tree on a field whose tag carries a CRS, so
+# EPSG:4326 is implied here (readers get it in ``query.geoarrow``).
+GEOARROW_WKB = {b"ARROW:extension:name": b"geoarrow.wkb", b"ARROW:extension:metadata": b"{}"}
+
+
+def check_vector_dtype(value: object, field: str = "vector_dtype") -> str:
+    """``value`` when it is a known vector dtype; SpecError naming ``field`` otherwise."""
+    if value not in VECTOR_DTYPES:
+        raise SpecError(field, f"unknown vector dtype {value!r}", tuple(VECTOR_DTYPES))
+    return str(value)
+
+
+def check_float16_range(vectors: pa.ChunkedArray | pa.Array, table_name: str) -> None:
+    """SpecError when a finite value of these fixed-size-list ``vectors`` is beyond float16's range."""
+    values = np.asarray(pa.chunked_array([vectors]).combine_chunks().flatten() if isinstance(vectors, pa.Array)
+                        else vectors.combine_chunks().flatten(), dtype=np.float64)
+    if (np.isfinite(values) & (np.abs(values) > FLOAT16_MAX)).any():
+        raise SpecError("vector_dtype", f"vectors with values beyond float16's range (|x| > {FLOAT16_MAX:g}) "
+                        f"cannot go into the float16 table {table_name!r}")
+
+
+def embedding_schema(dim: int, vector_dtype: str = "float32") -> pa.Schema:
+    """The row schema of a model table of ``dim``-wide vectors stored as ``vector_dtype``;
+    ``key`` is its primary key."""
+    value_type = VECTOR_DTYPES[check_vector_dtype(vector_dtype)]
     return with_primary_key(pa.schema([
         pa.field("key", pa.string(), nullable=False),
         pa.field("model", pa.string()),
@@ -50,19 +82,19 @@ def embedding_schema(dim: int) -> pa.Schema:
         pa.field("maxlat", pa.float64()),
         pa.field("lon", pa.float64()),
         pa.field("lat", pa.float64()),
-        pa.field("geometry", pa.binary()),
+        pa.field("geometry", pa.binary(), metadata=GEOARROW_WKB),
         pa.field("t_start", pa.date32()),
         pa.field("t_end", pa.date32()),
         pa.field("year", pa.int16()),
         pa.field("pooling", pa.string()),
-        pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("vector", pa.list_(value_type, dim)),
         pa.field("grid", pa.list_(pa.float32())),
         pa.field("grid_shape", pa.list_(pa.int32(), 3)),
         pa.field("grid_crs", pa.string()),
         pa.field("grid_transform", pa.list_(pa.float64(), 6)),
         pa.field("meta", pa.string()),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
-    ]), ["key"])
+    ], metadata={VECTOR_DTYPE_KEY: vector_dtype.encode()}), ["key"])
 
 
 FAILURE_SCHEMA = with_primary_key(pa.schema([
@@ -92,6 +124,32 @@ def vector_dim(schema: pa.Schema) -> int:
     return schema.field("vector").type.list_size
 
 
+def has_geoarrow_footprint(schema: pa.Schema) -> bool:
+    """Whether ``geometry`` is tagged ``geoarrow.wkb`` (tables made before the tag: no)."""
+    index = schema.get_field_index("geometry")
+    metadata = schema.field(index).metadata or {} if index >= 0 else {}
+    return metadata.get(b"ARROW:extension:name") == b"geoarrow.wkb"
+
+
+def vector_dtype(schema: pa.Schema) -> str:
+    """``float32`` or ``float16``: the stored type of the ``vector`` values (tables made
+    before the metadata existed are read from the field type alone)."""
+    value_type = schema.field("vector").type.value_type
+    return next(name for name, t in VECTOR_DTYPES.items() if t == value_type)
+
+
+def as_float32_vectors(table: pa.Table) -> pa.Table:
+    """``table`` with a float16 ``vector`` column cast to float32 (what users get)."""
+    if "vector" not in table.column_names:
+        return table
+    field = table.schema.field("vector")
+    if not pa.types.is_fixed_size_list(field.type) or field.type.value_type != pa.float16():
+        return table
+    index = table.schema.get_field_index("vector")
+    return table.set_column(index, pa.field("vector", pa.list_(pa.float32(), field.type.list_size), field.nullable),
+                            table["vector"].cast(pa.list_(pa.float32(), field.type.list_size)))
+
+
 def _grid_columns(record: EmbeddingRecord) -> dict[str, Any]:
     if record.grid is None:
         return {"grid": None, "grid_shape": None, "grid_crs": None, "grid_transform": None}
@@ -112,13 +170,14 @@ def h3_hex(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.array([None if v is None else format(v, "x") for v in ids], pa.string())
 
 
-def records_to_arrow(records: list[EmbeddingRecord], dim: int) -> pa.Table:
-    """Arrow table in ``embedding_schema(dim)``; raises ValueError on a wrong width.
+def records_to_arrow(records: list[EmbeddingRecord], dim: int, vector_dtype: str = "float32") -> pa.Table:
+    """Arrow table in ``embedding_schema(dim, vector_dtype)``; raises ValueError on a wrong
+    width, or a finite value beyond float16's range (65504) for a float16 table.
 
     Built column by column, geometries in single vectorised calls, so that commits of
     thousands of rows cost microseconds per row.
     """
-    schema = embedding_schema(dim)
+    schema = embedding_schema(dim, vector_dtype)
     now = dt.datetime.now(dt.timezone.utc)
     vectors = np.empty((len(records), dim), dtype=np.float32)
     for i, record in enumerate(records):
@@ -126,6 +185,14 @@ def records_to_arrow(records: list[EmbeddingRecord], dim: int) -> pa.Table:
         if vector.shape != (dim,):
             raise ValueError(f"vector of {record.tile_id} has shape {vector.shape}, table expects ({dim},)")
         vectors[i] = vector
+    with np.errstate(over="ignore"):  # checked below
+        stored = vectors.astype(np.float16) if vector_dtype == "float16" else vectors
+    if stored is not vectors:
+        overflow = np.isfinite(vectors) & (np.abs(vectors) > FLOAT16_MAX)
+        if overflow.any():
+            row = int(np.nonzero(overflow.any(axis=1))[0][0])
+            raise ValueError(f"vector of {records[row].tile_id} has values beyond float16's range "
+                             f"(|x| > {FLOAT16_MAX:g}); store this model in a float32 table")
     requests = [record.request for record in records]
     spatials = [request.spatial for request in requests]
     specs = [spatial.to_dict() for spatial in spatials]
@@ -151,7 +218,7 @@ def records_to_arrow(records: list[EmbeddingRecord], dim: int) -> pa.Table:
         "t_end": [r.temporal.end_date for r in requests],
         "year": [r.temporal.midpoint.year for r in requests],
         "pooling": [r.output.pooling for r in requests],
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.ravel()), dim),
         **{name: [g[name] for g in grids] for name in ("grid", "grid_shape", "grid_crs", "grid_transform")},
         "meta": [_META_JSON(record.meta) for record in records],
         "created_at": [now] * len(records),

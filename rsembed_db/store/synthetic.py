@@ -86,8 +86,9 @@ def _windows(n: int, year: int, window_days: int | None) -> tuple[pa.Array, pa.A
 
 
 def synthetic_table(cells: list[str], year: int, vectors: np.ndarray,
-                    spatial: dict[str, pa.Array] | None = None, window_days: int | None = None) -> pa.Table:
-    """One year's rows in ``embedding_schema(dim)``."""
+                    spatial: dict[str, pa.Array] | None = None, window_days: int | None = None,
+                    vector_dtype: str = "float32") -> pa.Table:
+    """One year's rows in ``embedding_schema(dim, vector_dtype)``."""
     n, dim = vectors.shape
     spatial = spatial or _spatial_block(cells)
     t_start, t_end = _windows(n, year, window_days)
@@ -97,7 +98,7 @@ def synthetic_table(cells: list[str], year: int, vectors: np.ndarray,
         **spatial,
         "t_start": t_start, "t_end": t_end,
         "year": pa.array([year] * n, pa.int16()), "pooling": pa.array(["mean"] * n),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel().astype(vector_dtype)), dim),
         "grid": pa.nulls(n, pa.list_(pa.float32())),
         "grid_shape": pa.nulls(n, pa.list_(pa.int32(), 3)),
         "grid_crs": pa.nulls(n, pa.string()),
@@ -105,17 +106,18 @@ def synthetic_table(cells: list[str], year: int, vectors: np.ndarray,
         "meta": pa.array(["{}"] * n),
         "created_at": pa.array([dt.datetime.now(dt.timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
     }
-    schema = embedding_schema(dim)
+    schema = embedding_schema(dim, vector_dtype)
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
 def write_synthetic(store: EmbeddingStore, table_name: str, parent: str, res: int, years: list[int],
-                    dim: int, seed: int = 0, window_days: int | None = None) -> np.ndarray:
-    """Create ``table_name`` with one commit per year; returns the vectors in row order."""
+                    dim: int, seed: int = 0, window_days: int | None = None, vector_dtype: str = "float32") -> np.ndarray:
+    """Create ``table_name`` with one commit per year; returns the vectors (float32) in row order."""
     cells = synthetic_cells(parent, res)
     vectors = synthetic_vectors(cells, years, dim, seed)
     spatial = _spatial_block(cells)
-    table = store.ensure_table(table_name, dim)
+    table = store.ensure_table(table_name, dim, vector_dtype)
     for i, year in enumerate(years):
-        table.add(synthetic_table(cells, year, vectors[i * len(cells):(i + 1) * len(cells)], spatial, window_days))
+        table.add(synthetic_table(cells, year, vectors[i * len(cells):(i + 1) * len(cells)], spatial, window_days,
+                                  vector_dtype))
     return vectors

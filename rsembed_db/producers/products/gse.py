@@ -46,6 +46,7 @@ GROUP = 64  # records per yielded group
 class GseProducer(ProductProducer):
     name = "gse"
     years = YEARS
+    default_vector_dtype = "float16"  # int8 source values: recall@10 vs float32 in docs/storage.md
     options = {"backend": "RSEMBED_GSE_BACKEND", "cogs": "RSEMBED_GSE_COGS", "index": "RSEMBED_GSE_INDEX",
                "project": "RSEMBED_EE_PROJECT", "max_concurrency": ""}
 

@@ -49,6 +49,7 @@ class TesseraProducer(TiledProduct[TileId]):
     name = "tessera"
     years = YEARS
     default_year = 2021  # the reference client's year for temporal=None
+    default_vector_dtype = "float16"  # int8 source values: recall@10 vs float32 in docs/storage.md
     options = {"dir": "RSEMBED_TESSERA_DIR", "url": "RSEMBED_TESSERA_URL", "version": "", "variant": "",
                "layout": "", "verify_local": ""}
     flagged_as = "refused for an invalid scale (not finite, <= 0 or >= 1: a published sentinel)"
