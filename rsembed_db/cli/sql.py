@@ -17,6 +17,7 @@ from rsembed_db.query.formats import (
     json_columns,
     json_rows,
     parquet_bytes,
+    python_rows,
 )
 from rsembed_db.query.sql import SqlLimits, run_sql
 from rsembed_db.specs.validate import require_choice
@@ -31,11 +32,13 @@ def sql(
     out: Annotated[Optional[Path], typer.Option(help="Write the result here (needed for arrow/parquet).")] = None,
     max_rows: Annotated[int, typer.Option(help="Return at most this many rows.")] = SqlLimits.max_rows,
     timeout: Annotated[float, typer.Option(help="Interrupt the query after this many seconds.")] = SqlLimits.timeout_s,
+    memory_limit: Annotated[str, typer.Option(help="Memory the query may use, e.g. 256MB or 2GiB.")] = SqlLimits.memory_limit,
     db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
 ) -> None:
     """Run a read-only SQL query (no file or network access) and print or save the rows."""
     require_choice("format", format, ("table", "json", "arrow", "parquet"))
-    result = run_sql(EmbeddingStore(db), query, SqlLimits(max_rows=max_rows, timeout_s=timeout))
+    limits = SqlLimits(max_rows=max_rows, timeout_s=timeout, memory_limit=memory_limit)
+    result = run_sql(EmbeddingStore(db), query, limits)
     note = f"{result.table.num_rows} rows" + (f" (truncated at --max-rows {max_rows})" if result.truncated else "")
     if format in ("arrow", "parquet"):
         if out is None:
@@ -51,7 +54,7 @@ def sql(
             out.write_text(text, encoding="utf-8")
     else:
         table = Table(*result.table.column_names, caption=note)
-        for row in result.table.to_pylist():
+        for row in python_rows(result.table):
             table.add_row(*(Text(_cell(v)) for v in row.values()))
         Console().print(table)
 

@@ -103,7 +103,7 @@ class _Writer:
         p = self.producer
         # Another writer (a concurrent ingest over an overlapping region) may have stored
         # some of these keys since the plan: leave its rows alone instead of rewriting them.
-        fresh = {r.request.key for r in pending_requests(self.store, p, [r.request for r in records])}
+        fresh = {r.key for r in pending_requests(self.store, p, [r.request for r in records])}
         self.store.write(p.table_name, [r for r in records if r.request.key in fresh], p.dim)
         self.store.record_failures(p.table_name, failures)
 

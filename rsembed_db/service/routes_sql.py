@@ -43,7 +43,7 @@ def sql(body: SqlBody, request: Request, response: Response, ctx: Context, _: Re
     limits = ctx.settings.sql
     if body.max_rows is not None:
         limits = dataclasses.replace(limits, max_rows=min(body.max_rows, limits.max_rows))
-    result = run_sql(ctx.store, body.sql, limits)
+    result = run_sql(ctx.store, body.sql, limits, ctx.sql_workers)
     headers = {"X-Row-Count": str(result.table.num_rows), "X-Truncated": str(result.truncated).lower()}
     if media == ARROW_STREAM:
         return Response(ipc_stream_bytes(result.table), media_type=ARROW_STREAM, headers=headers)

@@ -142,7 +142,7 @@ def _check_files(dataset, report: TableCheck) -> None:
         except (OSError, RuntimeError, ValueError) as exc:
             report.dangling_versions.append({"version": version, "problem": f"cannot be read: {exc}"})
             continue
-        files = {d.path for f in fragments for d in f.data_files()}
+        files = {d.path for f in fragments for d in f.files}
         deletions = {f.deletion_file.path(f.id).rsplit("/", 1)[-1] for f in fragments if f.deletion_file is not None}
         missing = sorted(files - data_files) + sorted(deletions - deletion_files) + sorted(indices - index_dirs)
         if missing:
