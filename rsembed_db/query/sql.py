@@ -41,7 +41,7 @@ from rsembed_db.store.lance_store import EmbeddingStore
 
 __all__ = ["SqlLimits", "SqlResult", "SqlWorkers", "run_sql"]
 KILL_GRACE_S = 0.5  # after the time limit, before the child is killed
-POLL_S = 0.005  # memory and time checks
+POLL_S = 0.002  # memory and time checks
 START_TIMEOUT_S = 120.0  # a child that is not ready by then is given up
 STDERR_CAP = 1 << 16
 _PACKAGE_ROOT = str(Path(rsembed_db.__file__).resolve().parents[1])  # the child imports this same code
@@ -152,6 +152,9 @@ class _Worker:
             return _out_of_memory(limits)
         if kind == "result_bytes":
             return _result_too_large(limits)
+        if kind == "spill":
+            return ResourceLimit("sql", f"the query would spill more than {limits.max_spill} to disk (beyond its "
+                                        f"memory limit of {limits.memory_limit}); aggregate or filter more")
         if kind == "error":
             return SpecError("sql", text)
         return Unavailable(f"sql: the query process ended with status {status}: " + " | ".join(self.stderr)[-500:])

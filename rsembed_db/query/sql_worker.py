@@ -18,7 +18,7 @@ import sys
 import threading
 
 EXIT_FAILED = 3
-ADDRESS_SLACK = 1 << 30  # address space beyond the limit: thread stacks, allocator arenas, mappings
+ADDRESS_SLACK = 128 << 20  # address space beyond the limit: thread stacks and arenas (a scan adds ~60 MiB)
 BATCH_ROWS = 2048
 
 
@@ -101,7 +101,10 @@ def main() -> None:
         if fired.is_set():
             _fail("timeout", "interrupted")
         text = message(exc)
-        _fail("memory" if "out of memory" in text.lower() or "failed to allocate" in text.lower() else "error", text)
+        lowered = text.lower()
+        if "max_temp_directory_size" in lowered or "temp directory" in lowered or "temporary directory" in lowered:
+            _fail("spill", text)
+        _fail("memory" if "out of memory" in lowered or "failed to allocate" in lowered else "error", text)
     os._exit(0)
 
 
