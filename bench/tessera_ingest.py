@@ -1,6 +1,6 @@
 """Benchmark: Tessera H3 ingest over a generated 1 x 1 degree area (100 tiles) into LanceDB.
 
-    .venv/bin/python bench/tessera_ingest.py     # both setups; rewrites its section of bench/RESULTS.md
+    .venv/bin/python -m bench.tessera_ingest     # both setups; rewrites its section of bench/RESULTS.md
 
 Two setups, tiles generated in the published layout (deterministic values) from 11.5 E,
 52.0 N, so the areas straddle the UTM 32/33 boundary at 12 E: the 1 x 1 degree target
@@ -23,12 +23,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import shapely
 
 from rsembed_db.ingest import engine
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
 from rsembed_db.producers.catalog import make_producer
-from rsembed_db.producers.products import tiled
+from rsembed_db.producers.products import tiled, zonal
 from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.sources.tessera.synthetic import synthetic_tile, tile_grid, write_registries, write_tile
 from rsembed_db.specs.temporal import TemporalSpec
@@ -70,7 +71,9 @@ class Timers:
         return timed
 
 
-def run(data: Path, db: Path, res: int, degrees: float, workers: int) -> dict:
+def run(data: Path, db: Path, res: int, degrees: float, workers: int, factorised: bool = True) -> dict:
+    """One ingest; ``factorised``: pool means as weighted sums (False: the per-pixel path it replaced)."""
+    zonal.FACTORISED = factorised
     region = shapely.box(WEST, SOUTH, WEST + degrees, SOUTH + degrees)
     timers = Timers()
     started = time.perf_counter()
@@ -94,8 +97,10 @@ def run(data: Path, db: Path, res: int, degrees: float, workers: int) -> dict:
     done = time.perf_counter()
     assert summary.failed == 0 and summary.computed == len(spatials), summary
     assert store.table("tessera").count_rows() == len(spatials)
-    return {"res": res, "cells": len(spatials), "plan_s": planned - started,
+    zonal.FACTORISED = True
+    return {"res": res, "cells": len(spatials), "plan_s": planned - started, "factorised": factorised,
             "ingest_s": summary.seconds, "total_s": done - started, "reads": producer.tiles.reads,
+            "bytes": producer.tiles.bytes_read,
             **{k: timers.seconds[k] for k in ("read", "pool", "write", "index")}}
 
 
@@ -103,24 +108,40 @@ def table(rows: list[dict], tiles: int, pixels: int, pixel_m: float, degrees: fl
     lines = [f"**{degrees:g} x {degrees:g} degree** (11.5-{WEST + degrees:g} E, 52-{SOUTH + degrees:g} N): "
              f"{tiles} tiles of **{pixel_m:g} m** pixels ({pixels / 1e6:.1f} million pixels x 128-d "
              f"int8), year {YEAR}.", "",
-             "| H3 res | cells | plan s | ingest s | index s | end to end s | cells/s ingest "
-             "| cells/s end to end | read s | pool s | write s | tile reads |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| H3 res | pooling | cells | plan s | ingest s | index s | end to end s | cells/s ingest "
+             "| cells/s end to end | tile GB/s (ingest) | read s | pool s | write s | tile reads |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        how = "weighted sums" if r["factorised"] else "per pixel (before)"
         lines.append(
-            f"| {r['res']} | {r['cells']:,} | {r['plan_s']:.2f} | {r['ingest_s']:.2f} | {r['index']:.2f} "
+            f"| {r['res']} | {how} | {r['cells']:,} | {r['plan_s']:.2f} | {r['ingest_s']:.2f} | {r['index']:.2f} "
             f"| {r['total_s']:.2f} | {r['cells'] / r['ingest_s']:,.0f} | {r['cells'] / r['total_s']:,.0f} "
-            f"| {r['read']:.2f} | {r['pool']:.2f} | {r['write']:.2f} | {r['reads']} of {tiles} |")
+            f"| {r['bytes'] / r['ingest_s'] / 1e9:.2f} | {r['read']:.2f} | {r['pool']:.2f} | {r['write']:.2f} "
+            f"| {r['reads']} of {tiles} |")
     return lines + [""]
 
 
-def report(tables: list[list[str]], workers: int, repeats: int, load: float) -> str:
+def memory_bandwidth() -> float:
+    """GB/s of a plain copy of 512 MiB (read + write counted), best of 3: the machine's yardstick."""
+    src = np.ones(1 << 29, np.uint8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def report(tables: list[list[str]], workers: int, repeats: int, load: float, load_after: float = float("nan"),
+           bandwidth: float = float("nan")) -> str:
     lines = [SECTION, "",
-             f"Command: `.venv/bin/python bench/tessera_ingest.py` (under a minute). Tiles in the "
+             f"Command: `.venv/bin/python -m bench.tessera_ingest` (a few minutes). Tiles in the "
              f"published layout, deterministic values; the area crosses the UTM 32/33 boundary "
              f"at 12 E. {workers} tile threads, best of {repeats} runs per row, "
              f"{os.cpu_count()} CPUs, Python {platform.python_version()}; 1-minute load average "
-             f"{load:.1f} at the start (other processes share the cores: higher load, lower figures).", ""]
+             f"{load:.1f} at the start, {load_after:.1f} at the end (other processes share the cores: higher load, "
+             f"lower figures). Memory copy on this machine in the same run: {bandwidth:.1f} GB/s.", ""]
     for part in tables:
         lines += part
     lines += ["plan: tiling the region into H3 cells and building the requests (keys); ingest: "
@@ -131,15 +152,18 @@ def report(tables: list[list[str]], workers: int, repeats: int, load: float) -> 
               "the threads that ran them (they overlap, so they can exceed the wall time). "
               "Pooling is bound by pixels (res 8 rows: few cells, every pixel), the rest by cells; "
               "the 40 m tiles keep the target area's per-cell work while holding 1/16 of the real "
-              "pixels, and the 10 m rows give the per-pixel rate at the real density."]
+              "pixels, and the 10 m rows give the per-pixel rate at the real density. Pooling: `weighted sums` "
+              "(each cell's int8 pixels converted once and reduced by one product with their scales) against "
+              "`per pixel (before)` (every value dequantised, then segment sums), in the same run. Tile GB/s: "
+              "bytes of the tiles' `.npy` pair and landmask read, over the ingest time."]
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other sections are kept)."""
+def write_section(text: str, section: str = SECTION) -> None:
+    """Replace a benchmark's section of RESULTS.md (other sections are kept)."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
+    if section in old:
+        head, rest = old.split(section, 1)
         tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
         new = head + text + tail
     else:
@@ -172,11 +196,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{len(tiles)} tiles ready in {time.perf_counter() - t0:.1f}s under {data}", file=sys.stderr)
             rows = []
             for res in args.res:
-                runs = [run(data, Path(tmp) / f"db_{pixel_m:g}_{res}_{k}", res, degrees, args.workers)
-                        for k in range(args.repeats)]
-                rows.append(min(runs, key=lambda r: r["total_s"]))
+                for factorised in (False, True):  # the path it replaced is the in-run baseline
+                    runs = [run(data, Path(tmp) / f"db_{pixel_m:g}_{res}_{factorised}_{k}", res, degrees,
+                                args.workers, factorised) for k in range(args.repeats)]
+                    rows.append(min(runs, key=lambda r: r["total_s"]))
             tables.append(table(rows, len(tiles), pixels, pixel_m, degrees))
-    text = report(tables, args.workers, args.repeats, load)
+    text = report(tables, args.workers, args.repeats, load, os.getloadavg()[0], memory_bandwidth())
     print(text)
     if not args.no_write:
         write_section(text)

@@ -26,7 +26,7 @@ _EXPORTS = {
     # the functions and classes
     "get_embedding": "rsembed_db.api", "get_embeddings_batch": "rsembed_db.api", "Model": "rsembed_db.api",
     "list_models": "rsembed_db.api", "describe_model": "rsembed_db.api", "reset_runtime": "rsembed_db.api",
-    "enable_pretty_warnings": "rsembed_db.api", "disable_pretty_warnings": "rsembed_db.api",
+    "enable_pretty_warnings": "rsembed_db.display", "disable_pretty_warnings": "rsembed_db.display",
     "export_batch": "rsembed_db.export.batch", "BatchExporter": "rsembed_db.export.batch",
     "load_export": "rsembed_db.export.load", "ExportResult": "rsembed_db.export.load",
     "ModelResult": "rsembed_db.export.load",
@@ -74,13 +74,12 @@ if TYPE_CHECKING:
     from rsembed_db.api import (
         Model,
         describe_model,
-        disable_pretty_warnings,
-        enable_pretty_warnings,
         get_embedding,
         get_embeddings_batch,
         list_models,
         reset_runtime,
     )
+    from rsembed_db.display import disable_pretty_warnings, enable_pretty_warnings
     from rsembed_db.errors import RsembedError, SpecError
     from rsembed_db.export.batch import BatchExporter, export_batch
     from rsembed_db.export.load import ExportResult, ModelResult, load_export

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+from rsembed_db.display import disable_pretty_warnings, enable_pretty_warnings
 from rsembed_db.errors import SpecError
 from rsembed_db.export import export_batch
 from rsembed_db.inspect import inspect_gee_patch
@@ -125,8 +125,9 @@ def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: T
         raise SpecError("spatials", f"must be a non-empty list of spatial specs, got {spatials!r}")
     producer = _producer(model, backend, device, imagery, imagery_date, _settings(model_config, model_kwargs),
                          source)
-    requests = producer.requests(list(spatials), temporal, output, sensor=sensor, fetch=fetch,
-                                 input_prep=input_prep, modality=modality)
+    producer = producer.for_request(modality, sensor)
+    requests = producer.requests(list(spatials), temporal, output, sensor=sensor, fetch=fetch, input_prep=input_prep,
+                                 modality=modality)
     check_roi_sizes(producer, requests, _max_pixels(max_roi_pixels), [f"spatials[{i}]" for i in range(len(requests))],
                     "sensor.scale_m" if sensor is not None else "fetch.scale_m")
     return read_through(producer, requests, _store(store))
@@ -173,10 +174,10 @@ class Model:
                  max_roi_pixels: int | None = DEFAULT_MAX_ROI_PIXELS, **model_kwargs: Any) -> None:
         self.name = name
         self.max_roi_pixels = _max_pixels(max_roi_pixels)
-        self.producer = _producer(name, backend, device, imagery, imagery_date, _settings(None, model_kwargs), source)
+        self.producer = _producer(name, backend, device, imagery, imagery_date, _settings(None, model_kwargs),
+                                  source).for_request(modality, sensor)
         self.options = {"sensor": sensor, "fetch": fetch, "modality": modality, "input_prep": input_prep}
         self.output, self.store = output, _store(store)
-        self.producer.check_modality(modality)
 
     def get_embedding(self, spatial: SpatialSpec, *, temporal: TemporalSpec | None = None) -> Embedding:
         return self.get_embeddings_batch([spatial], temporal=temporal)[0]
@@ -196,25 +197,3 @@ class Model:
     @staticmethod
     def list_models() -> list[str]:
         return list_models()
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[yellow bold]{category.__name__}[/]: {escape(str(message))}",
-                               highlight=False, soft_wrap=True)
-
-
-_PLAIN_SHOWWARNING = warnings.showwarning
-
-
-def enable_pretty_warnings() -> None:
-    """Print warnings as one coloured line on stderr (category: message), not Python's two-line form."""
-    warnings.showwarning = _show_warning
-
-
-def disable_pretty_warnings() -> None:
-    """Back to Python's own warning display."""
-    warnings.showwarning = _PLAIN_SHOWWARNING

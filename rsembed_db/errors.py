@@ -67,7 +67,13 @@ class ResourceLimit(RsembedError, MemoryError):
 
 
 class TileFailure(RsembedError, RuntimeError):
-    """A tile that cannot be computed (no imagery, no valid pixel...): recorded, not fatal."""
+    """A tile that cannot be computed (no imagery, no valid pixel...): recorded, not fatal.
+
+    ``key``: the storage key of the request that failed, when known."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        super().__init__(message)
 
 
 class BadInput(TileFailure):

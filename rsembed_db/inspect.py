@@ -28,7 +28,7 @@ from rsembed_db.tiling.chip_grid import chip_grid_for
 
 def _patch(spatial: SpatialSpec, temporal: TemporalSpec | None, model: str | None, sensor: SensorSpec | None,
            fetch: FetchSpec | None, modality: str | None, backend: str, source: Any, imagery: Imagery,
-           imagery_date: str | None, model_config: dict[str, Any] | None) -> tuple[Chip, EmbeddingRequest | None, Any]:
+           imagery_date: str | None, model_config: dict[str, Any] | None) -> tuple[Chip, EmbeddingRequest, Any]:
     """The chip a model (through its producer: same sensor, window, grid and frames) or a
     bare sensor would receive, the model's request, and the producer (or the source)."""
     imagery = imagery or os.environ.get("RSEMBED_IMAGERY")
@@ -36,7 +36,7 @@ def _patch(spatial: SpatialSpec, temporal: TemporalSpec | None, model: str | Non
         if is_product(model):
             raise SpecError("model", f"{model!r} is a precomputed product: there is no input patch to inspect")
         producer = make_producer(model, imagery, imagery_date, resolve_runtime(model, model_config, backend),
-                                 imagery_source(model, backend, source))
+                                 imagery_source(model, backend, source)).for_request(modality, sensor)
         request = producer.request(spatial, temporal, sensor=sensor, fetch=fetch, modality=modality)
         chip = producer.prepare(request).payload
         return chip, request, producer
@@ -77,7 +77,7 @@ def inspect_provider_patch(*, spatial: SpatialSpec, temporal: TemporalSpec | Non
 def _report(chip: Chip, request: EmbeddingRequest, origin: Any, backend: str,
             value_range: tuple[float, float] | None, out_dir: str | Path | None, name: str,
             return_array: bool) -> dict[str, Any]:
-    used = request.sensor
+    used = request.require_sensor()
     report = chip_report(chip, used, value_range)
     out: dict[str, Any] = {"ok": report["ok"], "report": report, "sensor": used.to_dict(),
                            "temporal": request.temporal.to_dict(), "backend": backend,

@@ -58,7 +58,7 @@ def test_batch_mixes_stored_and_missing(tmp_path):
 
 def test_outside_imagery_raises_tile_failure_and_stores_nothing(tmp_path):
     store = EmbeddingStore(tmp_path / "db")
-    with pytest.raises(TileFailure, match="no scene"):
+    with pytest.raises(TileFailure, match="outside the footprint of every scene"):
         get_embedding("mosaiks", spatial=PointBuffer(13.5, 52.5, 200), temporal=YEAR, store=store,
                       imagery=SCENE)
     assert store.table_names() == []

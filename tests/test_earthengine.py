@@ -268,3 +268,38 @@ def test_get_embedding_from_earth_engine(monkeypatch):
                         model_config={"num_filters": 4, "stats": "s2_l2a"})
     assert emb.data.shape == (8,) and np.isfinite(emb.data).all()
     assert emb.meta["source"] == "gee" and emb.meta["source_scenes"] == ["a", "b"]
+
+
+def test_frames_are_one_fetch_per_bin_with_the_window_as_back_fill():
+    fake = FakeEE({S2: s2_scenes()})
+    sensor = SensorSpec(S2, ("B04", "B08"), cloudy_pct=30)
+    chip = source(fake).fetch(GRID, JUNE, sensor, frames=3)     # bins of 10 days from 2020-06-01
+    assert chip.data.shape == (3, 2, 4, 4)
+    assert ("filterDate", "2020-06-01", "2020-06-11") in fake.log
+    assert ("filterDate", "2020-06-11", "2020-06-21") in fake.log
+    assert ("filterDate", "2020-06-21", "2020-07-01") in fake.log
+    assert ("filterDate", "2020-06-01", "2020-07-01") in fake.log      # the back-fill: bin 1 only had "cloudy"
+    scenes = {s["id"]: s for s in s2_scenes()}
+    np.testing.assert_allclose(chip.data[0], expected(("B4", "B8"), [scenes["a"]], "median"))
+    np.testing.assert_allclose(chip.data[1], expected(("B4", "B8"), [scenes["a"], scenes["b"]], "median"))
+    b_only = expected(("B4", "B8"), [scenes["b"]], "median")
+    np.testing.assert_allclose(chip.data[2][:, :, :2], b_only[:, :, :2])   # "b" covers the left half
+    assert (chip.data[2][:, :, 2:] == sensor.fill_value).all()
+    assert chip.valid.all()                                               # bin 0 covers every pixel
+    meta = chip.meta
+    assert meta["frame_backfilled"] == [False, True, False]
+    assert meta["frame_dates"] == ["2020-06-05", "2020-06-16", "2020-06-25"]
+    assert meta["frame_valid_fraction"] == [1.0, 1.0, 0.5] and meta["frame_scenes"] == [["a"], ["a", "b"], ["b"]]
+    assert meta["scenes"] == ["a", "b"] and meta["collection"] == S2 and meta["requests"] == 3
+    assert (meta["n_distinct_frames"], meta["n_backfilled_frames"]) == (2, 1)
+    single = source(FakeEE({S2: s2_scenes()})).fetch(GRID, TemporalSpec.range("2020-06-21", "2020-07-01"), sensor)
+    np.testing.assert_array_equal(chip.data[2], single.data)
+
+
+def test_one_frame_through_the_counting_source_is_unchanged():
+    sensor = SensorSpec(S2, ("B04",))
+    plain = source(FakeEE({S2: s2_scenes()})).fetch(GRID, JUNE, sensor)
+    counted = CountingSource(source(FakeEE({S2: s2_scenes()})), cache_size=2)
+    np.testing.assert_array_equal(counted.fetch(GRID, JUNE, sensor, frames=1).data, plain.data)
+    assert counted.fetch(GRID, JUNE, sensor, frames=2).data.shape == (2, 1, 4, 4)
+    assert counted.stats.snapshot()["done"] == 2

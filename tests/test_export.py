@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import geopandas as gpd
+import h3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pyproj
@@ -40,6 +41,10 @@ def test_geoparquet_metadata_and_geopandas_round_trip(store, tmp_path):
     assert len(frame) == 19 and set(frame["key"]) == set(stored["key"].to_pylist())
     by_key = dict(zip(stored["key"].to_pylist(), hexagons))
     assert all(geom.equals_exact(by_key[key], 1e-12) for key, geom in zip(frame["key"], frame.geometry))
+    # H3 ids survive pandas as hex strings (the uint64 column with nulls becomes float64)
+    ids = dict(zip(stored["key"].to_pylist(), stored["h3"].to_pylist()))
+    assert all(h3.str_to_int(hexid) == ids[key] for key, hexid in zip(frame["key"], frame["h3_id"]))
+    assert all(h3.is_valid_cell(hexid) for hexid in frame["h3_id"])
     # lon/lat order: the centroid of each footprint is near its stored centre
     centres = shapely.centroid(frame.geometry.to_numpy())
     assert abs(shapely.get_x(centres) - frame["lon"].to_numpy()).max() < 1e-6
@@ -53,7 +58,11 @@ def test_where_filter_plain_parquet_and_arrow(store, tmp_path):
     assert table.schema.field("vector").type == pa.list_(pa.float32(), 4)
     export_table(store, "toy", tmp_path / "all.arrow", "arrow")
     ipc = pa.ipc.open_file(tmp_path / "all.arrow").read_all()
-    assert ipc.num_rows == 19 and ipc.schema.equals(store.table("toy").schema)
+    stored = store.table("toy").schema
+    assert ipc.num_rows == 19 and ipc.schema.names == [*stored.names[:7], "h3_id", *stored.names[7:]]
+    assert ipc.schema.field("geometry").metadata[b"ARROW:extension:name"] == b"geoarrow.wkb"
+    crs = json.loads(ipc.schema.field("geometry").metadata[b"ARROW:extension:metadata"])["crs"]
+    assert pyproj.CRS.from_json_dict(crs) == pyproj.CRS("EPSG:4326")
 
 
 def test_bad_filter_names_where_and_leaves_no_file(store, tmp_path):

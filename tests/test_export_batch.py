@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -147,7 +148,7 @@ def test_failed_rois_are_recorded_not_fatal(tmp_path):
     manifest = run(ExportTarget.combined(tmp_path / "run"), spatials=[POINTS[0], OUTSIDE], models=MODELS[:1])
     assert manifest["status"] == "partial" and manifest["summary"] == {"total": 2, "ok": 1, "failed": 1}
     failed = manifest["items"][1]["models"]["mosaiks"]
-    assert failed["ok"] is False and "no scene" in failed["error"]
+    assert failed["ok"] is False and "outside the footprint" in failed["error"]
     data = np.load(tmp_path / "run.npz")
     assert data["ok__mosaiks"].tolist() == [True, False]
     assert np.isnan(data["embedding__mosaiks"][1]).all()
@@ -181,6 +182,25 @@ def test_cli_export_batch_per_item_and_resume(tmp_path):
     assert files and len(list((tmp_path / "items").glob("*.manifest.json"))) == len(files)
     again = run_cli(*args, "--resume")
     assert f"({len(files)} skipped by resume)" in again.stdout
+    assert all(oct(f.stat().st_mode & 0o777) == oct(0o666 & ~_umask()) for f in files)   # not 0600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_cli_export_batch_reads_through_rsembed_db(tmp_path):
+    """With $RSEMBED_DB set, stored tiles are read back, not recomputed; a progress bar shows."""
+    db = tmp_path / "db"
+    common = ("--model", "mosaiks", "--year", "2017", "--tiles", "h3:8", "--imagery", str(SCENE))
+    run_cli("ingest", str(REGION), *common, db=db)
+    out = run_cli("export-batch", str(REGION), *common, "--out", str(tmp_path / "run"), db=db)
+    manifest = json.loads((tmp_path / "run.manifest.json").read_text())
+    flags = [m["models"]["mosaiks"]["from_store"] for m in manifest["items"]]
+    assert len(flags) == 54 and all(flags) and manifest["fetch_stats"]["done"] == 0
+    assert "export" in out.stderr and "54/54" in out.stderr
 
 
 def test_cli_ingest_shows_fetch_counters(tmp_path):

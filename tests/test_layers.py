@@ -10,7 +10,7 @@ import rsembed_db
 ROOT = Path(rsembed_db.__file__).parent
 # Lowest first; names in one tuple share a layer and must not import each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors",), ("specs",), ("tiling",), ("sources",), ("models",), ("producers",), ("store",),
+    ("errors", "display"), ("specs",), ("tiling",), ("sources",), ("models",), ("producers",), ("store",),
     ("ingest", "query"), ("export", "inspect"), ("api",), ("service",), ("cli",),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -124,14 +124,15 @@ def test_window_boundary(source):
     assert source.fetch(grid, TemporalSpec.range("2017-02-16", "2017-02-17"), RGBN).meta["dates"] == ["2017-02-16"]
     for start, end in (("2017-02-01", "2017-02-16"), ("2017-02-17", "2017-03-01")):
         with pytest.raises(TileFailure, match=re.escape(
-                f"no scene in window {start}..{end} intersects tile; 1 scenes scanned, dates 2017-02-16")):
+                f"no scene is dated in window {start}..{end}; the 1 scene(s) scanned are dated 2017-02-16")):
             source.fetch(grid, TemporalSpec.range(start, end), RGBN)
 
 
 # (e) tiles outside and partly inside the scene
 def test_tile_outside_scene(source):
     grid = chip_grid_for(GridCell("EPSG:32633", 400000, 5818000, 1280), 10)
-    with pytest.raises(TileFailure, match=re.escape("no scene in window 2017-01-01..2018-01-01 intersects tile")):
+    with pytest.raises(TileFailure, match=re.escape(
+            "the tile lies outside the footprint of every scene in window 2017-01-01..2018-01-01")):
         source.fetch(grid, Y2017, RGBN)
 
 

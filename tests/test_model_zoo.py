@@ -9,12 +9,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-for _module in ("timm", "open_clip", "torchgeo", "terratorch", "huggingface_hub"):
-    pytest.importorskip(_module, reason="needs the zoo extra: pip install 'rsembed-db[zoo]'")
-
 import torch  # noqa: E402
 
+_precision = torch.get_float32_matmul_precision()
+for _module in ("timm", "open_clip", "torchgeo", "terratorch", "huggingface_hub"):
+    pytest.importorskip(_module, reason="needs the zoo extra: pip install 'rsembed-db[zoo]'")
+# Importing terratorch sets the float32 matmul precision to "medium" process-wide; the
+# models undo it (models.zoo.import_keeping_torch_settings), so must this import.
+torch.set_float32_matmul_precision(_precision)
+
+torch.set_float32_matmul_precision("highest")  # importing terratorch set "medium" (bf16 CPU matmuls)
 from rsembed_db.errors import MissingWeights  # noqa: E402
 from rsembed_db.models import clay, dofa, prithvi, remoteclip, satmae, scalemae  # noqa: E402
 from rsembed_db.models.base import InputPrep  # noqa: E402

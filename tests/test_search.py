@@ -4,12 +4,16 @@ and their combinations, polygon, exclusion, renderings."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import h3
 import numpy as np
+import pyarrow as pa
 import pytest
 import shapely
 
+from rsembed_db.errors import NotFound
+from rsembed_db.query import hot
 from rsembed_db.query.filters import descendant_range
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.search import search
@@ -22,15 +26,20 @@ YEARS = [2019, 2020, 2021]
 TABLE = "syn"
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """A 7203-row table of 16-d vectors (no vector index) and its rows as numpy."""
+@pytest.fixture(scope="module", params=["lance", "in-memory"])
+def small(request, tmp_path_factory):
+    """A 7203-row table of 16-d vectors (no vector index) and its rows as numpy; every test
+    runs twice: exact search reading Lance, and over the in-memory copy of the vectors."""
     store = EmbeddingStore(tmp_path_factory.mktemp("search") / "db")
     write_synthetic(store, TABLE, PARENT, 9, YEARS, 16, seed=3)
     data = store.table(TABLE).to_lance().to_table(columns=["key", "lon", "lat", "h3", "year", "t_start", "vector"])
     rows = {name: data[name].to_numpy(zero_copy_only=False) for name in ("key", "lon", "lat", "h3", "year")}
     rows["vector"] = np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)
-    return store, rows
+    hot.configure(64 if request.param == "in-memory" else 0)  # 0 also undoes an app's budget
+    if request.param == "in-memory":
+        assert hot.warm(store, TABLE).vectors.shape == (7203, 16)
+    yield store, rows
+    hot.configure(0)
 
 
 def numpy_distances(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
@@ -63,6 +72,7 @@ def test_exact_top_k_matches_numpy(small, metric):
     query = np.random.default_rng(1).normal(size=16).astype(np.float32)
     result = search(store, TABLE, SearchRequest(vector=query, k=15, metric=metric))
     assert result.route == "exact" and result.metric == metric
+    assert ("in-memory" in result.notes[-1]) == (hot.CACHE.budget > 0)
     assert_exact(result, rows, query, metric, 15)
     assert result.rows["distance"].to_pylist() == sorted(result.rows["distance"].to_pylist())
 
@@ -118,6 +128,79 @@ def test_filters_combine_time_bbox_and_h3_parent(small):
         assert mask.any()
         result = search(store, TABLE, SearchRequest(vector=query, k=10, filters=filters))
         assert_exact(result, rows, query, "cosine", 10, mask)
+
+
+@pytest.fixture(scope="module")
+def windows(tmp_path_factory):
+    """4802 rows with 3-day windows at pseudo-random days of 2020 and 2021."""
+    store = EmbeddingStore(tmp_path_factory.mktemp("windows") / "db")
+    write_synthetic(store, TABLE, PARENT, 9, [2020, 2021], 16, seed=5, window_days=3)
+    data = store.table(TABLE).to_lance().to_table(columns=["key", "t_start", "t_end", "vector"])
+    rows = {"key": data["key"].to_numpy(zero_copy_only=False),
+            "t_start": data["t_start"].to_numpy().astype("datetime64[D]"),
+            "t_end": data["t_end"].to_numpy().astype("datetime64[D]"),
+            "vector": np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)}
+    return store, rows
+
+
+@pytest.fixture(params=["lance", "in-memory"])
+def memory(request):
+    """Run a test on Lance and over in-memory vectors (the window then tested in numpy)."""
+    hot.configure(64 if request.param == "in-memory" else 0)
+    yield request.param
+    hot.configure(0)
+
+
+def test_time_window_filters_are_exact_with_the_t_start_bound(windows, memory):
+    """[start, end) overlaps [t_start, t_end): exact top-k at every window length, with the
+    implied lower bound on t_start (the table's longest window is 3 days) in the SQL."""
+    from rsembed_db.query.filters import compile_filters
+    from rsembed_db.query.profile import table_profile
+
+    store, rows = windows
+    if memory == "in-memory":
+        hot.warm(store, TABLE)
+    assert table_profile(store, TABLE).max_window_days() == 3
+    sql = compile_filters(SearchFilters(start="2020-06-10", end="2020-06-11"), max_window_days=3).sql
+    assert "t_start > date '2020-06-07'" in sql and "t_end" in sql
+    query = rows["vector"][7]
+    for start, end in [("2020-06-10", "2020-06-11"), ("2020-06-10", "2020-06-13"), ("2020-02-01", "2020-03-01"),
+                       ("2020-12-30", "2021-01-02"), ("2021-11-01", None), (None, "2020-01-05")]:
+        mask = np.ones(len(rows["key"]), bool)
+        if start:
+            mask &= rows["t_end"] > np.datetime64(start)
+        if end:
+            mask &= rows["t_start"] < np.datetime64(end)
+        assert mask.any(), (start, end)
+        result = search(store, TABLE, SearchRequest(vector=query, k=10, filters=SearchFilters(start=start, end=end)))
+        assert_exact(result, rows, query, "cosine", 10, mask)
+        assert ("in-memory" in result.notes[-1]) == (memory == "in-memory")
+
+
+def test_rows_without_a_start_keep_the_plain_overlap_test(tmp_path, memory):
+    """A row with an end but no start: no t_start bound is implied, so it still matches an
+    open-ended ``start`` filter exactly as before."""
+    from rsembed_db.query.profile import table_profile
+    from rsembed_db.store.synthetic import synthetic_cells, synthetic_table
+
+    store = EmbeddingStore(tmp_path / "db")
+    cells = synthetic_cells(h3.latlng_to_cell(52.5, 12.8, 7), 9)
+    vectors = np.random.default_rng(0).normal(size=(len(cells), 8)).astype(np.float32)
+    rows = synthetic_table(cells, 2020, vectors, window_days=2)
+    starts = rows["t_start"].to_pylist()
+    starts[0] = None
+    rows = rows.set_column(rows.schema.get_field_index("t_start"), "t_start", pa.array(starts, pa.date32()))
+    store.ensure_table("t", 8).add(rows)
+    assert table_profile(store, "t").max_window_days() is None
+    if memory == "in-memory":
+        assert np.isnan(hot.warm(store, "t").t_start).sum() == 1
+    end = rows["t_end"][0].as_py()
+    result = search(store, "t", SearchRequest(vector=vectors[0], k=3, filters=SearchFilters(
+        start=end - dt.timedelta(days=1))))
+    assert result.keys[0] == rows["key"][0].as_py()
+    bounded = search(store, "t", SearchRequest(vector=vectors[0], k=3, filters=SearchFilters(
+        start=end - dt.timedelta(days=1), end=end + dt.timedelta(days=30))))
+    assert rows["key"][0].as_py() not in bounded.keys  # t_start < end is null: not a match
 
 
 def test_h3_parent_ranges_are_exactly_the_descendants():
@@ -220,7 +303,7 @@ def test_query_errors_name_the_field(small):
         search(store, TABLE, SearchRequest(vector=[1.0, 2.0]))
     with pytest.raises(SpecError, match="key: no stored row"):
         search(store, TABLE, SearchRequest(key="missing"))
-    with pytest.raises(SpecError, match="table: no table"):
+    with pytest.raises(NotFound, match="table: no table"):
         search(store, "absent", SearchRequest(vector=[1.0]))
     with pytest.raises(SpecError, match="filters.where"):
         search(store, TABLE, SearchRequest(vector=np.ones(16), filters=SearchFilters(where="lon = 'abc'")))
@@ -262,3 +345,63 @@ def test_request_from_dict_round_trip():
                                                    "h3_parent": PARENT, "where": "h3_res = 9"}})
     assert request.near == (12.5, 52.4) and request.query_kind == "near"
     assert request.filters.bbox == BBox(12, 52, 13, 53) and request.filters.h3_parent.hex == PARENT
+
+
+def test_in_memory_vectors_follow_the_table(tmp_path):
+    """The in-memory copy is used only while it holds exactly the table's rows: after an
+    append the search runs on Lance (and still finds the new rows) until the copy is
+    refreshed with the added fragment; after a delete the copy is read again."""
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(52.5, 12.8, 6)
+    write_synthetic(store, "t", parent, 9, [2020], 8, seed=1)  # 343 rows
+    hot.configure(16)
+    try:
+        first = hot.warm(store, "t")
+        assert first.vectors.shape == (343, 8)
+        query = write_synthetic(store, "t", parent, 9, [2021], 8, seed=2)[0]  # a second fragment
+        stale = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" not in stale.notes[-1] and stale.rows["distance"][0].as_py() == pytest.approx(0, abs=1e-6)
+        assert stale.rows["t_start"][0].as_py().year == 2021
+        refreshed = hot.warm(store, "t")
+        assert refreshed.vectors.shape == (686, 8) and refreshed.fragments[:1] == first.fragments  # appended
+        fresh = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" in fresh.notes[-1] and fresh.keys == stale.keys
+        store.ensure_table("t", 8).delete(f"key = '{fresh.keys[0]}'")
+        assert "in-memory" not in search(store, "t", SearchRequest(vector=query, k=3)).notes[-1]
+        again = hot.warm(store, "t")
+        assert again.vectors.shape == (685, 8)
+        after = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" in after.notes[-1] and after.keys[:2] == fresh.keys[1:]
+    finally:
+        hot.configure(0)
+
+
+def test_service_searches_over_in_memory_vectors(tmp_path, monkeypatch):
+    """The service keeps tables' vectors in memory (``search_cache_mb``, default 1024 MB,
+    ``$RSEMBED_SEARCH_CACHE_MB``): loaded in the background on the first search, which is
+    answered by Lance meanwhile; the same rows either way."""
+    from fastapi.testclient import TestClient
+
+    from rsembed_db.service import ServiceSettings, create_app
+
+    store = EmbeddingStore(tmp_path / "db")
+    write_synthetic(store, TABLE, PARENT, 9, [2020], 16, seed=2)
+    monkeypatch.setenv(hot.ENV_BUDGET, "lots")
+    with pytest.raises(SpecError, match=hot.ENV_BUDGET):
+        ServiceSettings.from_env()
+    monkeypatch.setenv(hot.ENV_BUDGET, "32")
+    settings = ServiceSettings.from_env(db=str(tmp_path / "db"))
+    assert settings.search_cache_mb == 32 and ServiceSettings().search_cache_mb == 1024
+    try:
+        with TestClient(create_app(settings)) as client:
+            body = {"table": TABLE, "vector": [1.0] * 16, "k": 5, "filters": {"start": "2020-01-01"}}
+            first = client.post("/v1/search", json=body).json()
+            for _ in range(200):  # the copy loads in the background
+                answer = client.post("/v1/search", json=body).json()
+                if "in-memory" in answer["notes"][-1]:
+                    break
+                time.sleep(0.05)
+            assert "in-memory" in answer["notes"][-1], answer["notes"]
+            assert [r["key"] for r in answer["results"]] == [r["key"] for r in first["results"]]
+    finally:
+        hot.configure(0)

@@ -71,6 +71,9 @@ def test_geojson_and_arrow_files(db, keys, tmp_path):
         "--metric", "l2", "--include-query")
     table = pa.ipc.open_file(str(arrow)).read_all()
     assert table.num_rows == 4 and table["key"][0].as_py() == keys[3] and "geometry" in table.column_names
+    assert table.schema.field("geometry").metadata[b"ARROW:extension:name"] == b"geoarrow.wkb"
+    assert [h3.str_to_int(v) for v in table["h3_id"].to_pylist()] == table["h3"].to_pylist()
+    assert collection["features"][0]["properties"]["h3_id"] == collection["features"][0]["properties"]["h3"]
 
 
 def test_vector_file_examples_and_location(db, keys, tmp_path):
@@ -117,3 +120,37 @@ def test_bad_where_exits_2_with_one_line(db):
                    check=False)
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "filters.where: subqueries" in lines[0], proc.stderr
+
+
+def test_search_defaults_to_the_query_rows_tiling(tmp_path):
+    """A table mixing H3 res 8, res 9 and point buffers: a query answers in its own tiling."""
+    from rsembed_db.producers.records import EmbeddingRecord
+    from rsembed_db.specs import EmbeddingRequest, H3Cell, PointBuffer, TemporalSpec
+
+    store = EmbeddingStore(tmp_path / "db")
+    centre = h3.latlng_to_cell(52.49, 12.6, 8)
+    spatials = [H3Cell(c) for c in sorted(h3.grid_disk(centre, 1))]
+    spatials += [H3Cell(c) for c in sorted(h3.cell_to_children(centre, 9))]
+    lat, lon = h3.cell_to_latlng(centre)
+    spatials += [PointBuffer(lon + 0.001 * i, lat, 200) for i in range(5)]
+    rng = np.random.default_rng(0)
+    records = [EmbeddingRecord(EmbeddingRequest("toy", s, TemporalSpec.year(2021)), f"t{i}",
+                               rng.normal(size=4).astype(np.float32)) for i, s in enumerate(spatials)]
+    store.write("toy", records, 4)
+    assert store.info()[0].tilings == {"h3:8": 7, "h3:9": 7, "point_buffer": 5}
+    tables = cli(tmp_path / "db", "tables")
+    assert "h3:8 (7), h3:9 (7), point_buffer (5)" in tables
+    near = json.loads(cli(tmp_path / "db", "search", "--table", "toy", "--near", f"{lon},{lat}", "-k", "20",
+                          "--format", "json"))
+    assert len(near) == 6 and {r["h3_res"] for r in near} == {9}      # the finest H3 row was the query
+    by_point = json.loads(cli(tmp_path / "db", "search", "--table", "toy", "--key", records[-1].request.key,
+                              "-k", "20", "--format", "json"))
+    assert len(by_point) == 4 and all(r["h3"] is None for r in by_point)
+    every = json.loads(cli(tmp_path / "db", "search", "--table", "toy", "--key", records[-1].request.key,
+                           "-k", "20", "--format", "json", "--tiling", "any"))
+    assert len(every) == 18
+    chosen = json.loads(cli(tmp_path / "db", "search", "--table", "toy", "--near", f"{lon},{lat}", "-k", "20",
+                            "--format", "json", "--tiling", "h3:8"))
+    assert len(chosen) == 6 and {r["h3_res"] for r in chosen} == {8}
+    empty = cli(tmp_path / "db", "search", "--table", "toy", "--near", f"{lon},{lat}", "--bbox", "0,0,1,1")
+    assert "0 rows matched the filters" in empty

@@ -13,6 +13,7 @@ import pytest
 from rsembed_db.ingest.engine import run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord
+from rsembed_db.query import hot
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.router import EXACT_MAX_ROWS
 from rsembed_db.query.search import search
@@ -33,17 +34,19 @@ HAVELLAND = (52.5, 12.8)
 
 
 def _rows(store: EmbeddingStore, table: str) -> dict[str, np.ndarray]:
-    data = store.table(table).to_lance().to_table(columns=["key", "lat", "year", "vector"])
+    data = store.table(table).to_lance().to_table(columns=["key", "lat", "year", "t_start", "t_end", "vector"])
     return {"key": data["key"].to_numpy(zero_copy_only=False), "lat": data["lat"].to_numpy(),
-            "year": data["year"].to_numpy(),
+            "year": data["year"].to_numpy(), "t_start": data["t_start"].to_numpy().astype("datetime64[D]"),
+            "t_end": data["t_end"].to_numpy().astype("datetime64[D]"),
             "vector": np.stack(data["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)}
 
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory):
-    """100 842 rows (16 807 res-9 cells x 6 years, 32-d), every index built."""
+    """100 842 rows (16 807 res-9 cells x 6 years, 2-day windows, 32-d), every index built."""
     store = EmbeddingStore(tmp_path_factory.mktemp("sweep") / "db")
-    write_synthetic(store, "big", h3.latlng_to_cell(*HAVELLAND, 4), 9, list(range(2018, 2024)), 32, seed=7)
+    write_synthetic(store, "big", h3.latlng_to_cell(*HAVELLAND, 4), 9, list(range(2018, 2024)), 32, seed=7,
+                    window_days=2)
     report = ensure_indexes(store.table("big"), IndexPolicy())
     assert set(report.created) == {*BTREE_COLUMNS, *BITMAP_COLUMNS, "vector"}
     return store, _rows(store, "big")
@@ -58,26 +61,49 @@ def _band(rows: dict[str, np.ndarray], fraction: float, year: int) -> tuple[str,
     return f"year = {year} AND lat >= {low!r} AND lat < {high!r}", mask
 
 
-def test_selectivity_sweep_recall_and_fill(large):
+def _window(rows: dict[str, np.ndarray], start: str, end: str) -> tuple[SearchFilters, np.ndarray]:
+    """A time-window filter and its mask: [start, end) overlaps [t_start, t_end)."""
+    mask = (rows["t_end"] > np.datetime64(start)) & (rows["t_start"] < np.datetime64(end))
+    return SearchFilters(start=start, end=end), mask
+
+
+@pytest.fixture(params=["lance", "in-memory"])
+def memory(request):
+    """Exact searches read Lance, or run over in-memory vectors (``query.hot``)."""
+    hot.configure(256 if request.param == "in-memory" else 0)
+    yield request.param
+    hot.configure(0)
+
+
+def test_selectivity_sweep_recall_and_fill(large, memory):
     store, rows = large
+    if memory == "in-memory":
+        assert hot.warm(store, "big") is not None
     years = rows["year"]
-    cases = [(fraction, *_band(rows, fraction, 2020)) for fraction in (1e-4, 1e-3, 1e-2, 0.1)]
-    cases += [(0.33, "year IN (2019, 2022)", np.isin(years, [2019, 2022])),
-              (0.67, "year >= 2020", years >= 2020), (1.0, None, np.ones(len(years), bool))]
+    cases = [(fraction, SearchFilters(where=where), mask)
+             for fraction in (1e-4, 1e-3, 1e-2, 0.1) for where, mask in [_band(rows, fraction, 2020)]]
+    cases += [(0.33, SearchFilters(where="year IN (2019, 2022)"), np.isin(years, [2019, 2022])),
+              (0.67, SearchFilters(where="year >= 2020"), years >= 2020),
+              (1.0, SearchFilters(), np.ones(len(years), bool))]
+    # time windows: 1 day (~0.1 %), a month (~1.5 %), a quarter (~4 %), two years (33 %)
+    cases += [(share, *_window(rows, start, end)) for share, start, end in [
+        (1e-3, "2021-05-10", "2021-05-11"), (0.015, "2019-03-01", "2019-04-01"),
+        (0.04, "2022-01-01", "2022-04-01"), (0.33, "2020-01-01", "2022-01-01")]]
     rng = np.random.default_rng(11)
     unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
     routes = set()
-    for fraction, where, mask in cases:
+    for fraction, filters, mask in cases:
         recalls = []
         for i in rng.choice(len(years), 20, replace=False):
-            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10,
-                                                        filters=SearchFilters(where=where)))
+            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10, filters=filters))
             scores = unit[mask] @ unit[i]
             truth = set(rows["key"][mask][np.argsort(-scores)[:10]])
             assert len(result) == min(10, int(mask.sum())), (fraction, result.notes)  # fill
             recalls.append(len(truth & set(result.keys)) / len(truth))
             routes.add(result.route)
             assert result.route == ("exact" if mask.sum() < EXACT_MAX_ROWS else "ann"), result.notes
+            in_memory = memory == "in-memory" and (result.route == "exact" or filters == SearchFilters())  # HNSW
+            assert ("in-memory" in result.notes[-1]) == in_memory, result.notes
         assert np.mean(recalls) >= 0.95, (fraction, recalls)
     assert routes == {"exact", "ann"}
 
@@ -187,3 +213,71 @@ def test_optimize_keeps_rows_and_cleans_versions(tmp_path):
     assert search(store, "t", SearchRequest(key=key, k=3, exclude_query=False)).keys[0] == key
     with pytest.raises(SpecError, match="retention_days"):
         optimize_table(table, dt.timedelta(days=-1))
+
+
+def test_ensure_indexes_merges_many_small_fragments(tmp_path):
+    """An ingest commits a fragment every few hundred rows; past COMPACT_ABOVE_FRAGMENTS
+    ``ensure_indexes`` merges them (per-hit column reads grow with the fragment count),
+    keeping every row and the indexes."""
+    from rsembed_db.store.indexes import COMPACT_ABOVE_FRAGMENTS
+
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(*HAVELLAND, 6)
+    years = list(range(2000, 2000 + COMPACT_ABOVE_FRAGMENTS + 4))
+    write_synthetic(store, "t", parent, 9, years[:4], 8)
+    ensure_indexes(store.table("t"), IndexPolicy(vector_min_rows=256))
+    write_synthetic(store, "t", parent, 9, years[4:], 8)  # a fragment per year
+    table = store.table("t")
+    assert len(table.to_lance().get_fragments()) > COMPACT_ABOVE_FRAGMENTS
+    report = ensure_indexes(table, IndexPolicy(vector_min_rows=256))
+    assert report.fragments_before > COMPACT_ABOVE_FRAGMENTS >= report.fragments_after
+    assert report.rows_after == report.rows_before == 343 * len(years)
+    table = store.table("t")
+    assert vector_index_info(table).unindexed_rows == 0
+    key = _rows(store, "t")["key"][400]
+    assert search(store, "t", SearchRequest(key=key, k=3, exclude_query=False)).keys[0] == key
+    assert search(store, "t", SearchRequest(key=key, k=3, filters=SearchFilters(year=2001))).route == "exact"
+
+
+def test_in_memory_hnsw_for_unfiltered_searches(tmp_path):
+    """With the table's vectors in memory, unfiltered cosine searches take candidates from
+    an HNSW graph (faiss) and re-rank them exactly: recall >= 0.95 and k rows against
+    numpy. The graph is kept beside the table and read back by the next process, not used
+    while stale (LanceDB's index answers, new rows included), and extended after an append."""
+    from rsembed_db.query import hot_ann
+
+    store = EmbeddingStore(tmp_path / "db")
+    parent = h3.latlng_to_cell(*HAVELLAND, 5)
+    write_synthetic(store, "t", parent, 9, list(range(2010, 2022)), 16, seed=4)  # 28 812 rows
+    ensure_indexes(store.table("t"), IndexPolicy(vector_min_rows=1000))
+    rows = _rows(store, "t")
+    unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
+    hot.configure(64)
+    try:
+        copy = hot.warm(store, "t")
+        assert copy.ann is not None and copy.ann.ntotal == len(rows["key"])
+        graphs = list((tmp_path / "db" / hot_ann.DIRECTORY / "t").glob("*.hnsw"))
+        assert len(graphs) == 1
+        recalls = []
+        for i in np.random.default_rng(5).choice(len(unit), 20, replace=False):
+            result = search(store, "t", SearchRequest(vector=rows["vector"][i], k=10))
+            assert result.route == "ann" and "in-memory HNSW" in result.notes[-1] and len(result) == 10
+            truth = set(rows["key"][np.argsort(-(unit @ unit[i]))[:10]])
+            recalls.append(len(truth & set(result.keys)) / 10)
+            expected = 1 - unit[np.isin(rows["key"], result.keys)] @ unit[i]
+            np.testing.assert_allclose(sorted(result.rows["distance"].to_pylist()), np.sort(expected), atol=1e-5)
+        assert np.mean(recalls) >= 0.95, recalls
+        hot.configure(0)  # a new process: the copy is gone, the graph is read back
+        hot.configure(64)
+        modified = graphs[0].stat().st_mtime_ns
+        assert hot.warm(store, "t").ann.ntotal == len(rows["key"]) and graphs[0].stat().st_mtime_ns == modified
+        query = write_synthetic(store, "t", parent, 9, [2030], 16, seed=9)[0]  # an appended fragment
+        stale = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory" not in stale.notes[-1] and stale.rows["t_start"][0].as_py().year == 2030
+        extended = hot.warm(store, "t")
+        assert extended.ann.ntotal == len(rows["key"]) + 2401
+        assert [p.name for p in graphs[0].parent.glob("*.hnsw")] != [graphs[0].name]  # replaced
+        fresh = search(store, "t", SearchRequest(vector=query, k=3))
+        assert "in-memory HNSW" in fresh.notes[-1] and fresh.keys == stale.keys
+    finally:
+        hot.configure(0)

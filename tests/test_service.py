@@ -66,7 +66,8 @@ def test_openapi_health_models_tables(db):
         assert "mosaiks" in [m["name"] for m in c.get("/v1/models").json()["models"]]
         assert c.get("/v1/models/mosaiks").json()["dim"] == 256
         assert c.get("/v1/models/nope").json()["error"]["field"] == "model"
-        assert c.get("/v1/tables").json()["tables"] == [{"name": "toy", "rows": 19, "dim": 4, "models": ["toy"]}]
+        assert c.get("/v1/tables").json()["tables"] == [{"name": "toy", "rows": 19, "dim": 4, "models": ["toy"],
+                                                          "tilings": {"h3:8": 19}}]
         assert "vector" in [col["name"] for col in c.get("/v1/tables/toy").json()["columns"]]
         assert c.get("/v1/tables/nope").status_code == 404
 
@@ -315,3 +316,22 @@ def test_api_keys_from_env_and_file(tmp_path):
     with pytest.raises(SpecError) as info:
         ApiKeys.from_env({"RSEMBED_API_KEYS": "k1:read,k2:admin"})
     assert info.value.field == "RSEMBED_API_KEYS" and "k2" not in str(info.value)  # never echo a key
+
+
+def test_documented_batch_example_and_a_failing_roi_named_by_index(db):
+    """The POST /v1/embeddings example of docs/service.md works on the bundled scene, and a
+    batch with one ROI outside the imagery names that ROI (``spatials[2]``)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    example = json.loads(re.search(r"`POST /v1/embeddings` takes the same as JSON:\n\n```json\n(.*?)```", text,
+                                   re.S).group(1))
+    with client(db, imagery=(str(SCENE),)) as c:
+        answer = c.post("/v1/embeddings", json=example)
+        assert answer.status_code == 200, answer.json()
+        assert [item["shape"] for item in answer.json()["items"]] == [[256]] * 3
+        outside = {**example, "spatials": [*example["spatials"][:2], {"lon": 13.5, "lat": 52.5, "buffer_m": 200}]}
+        refused = c.post("/v1/embeddings", json=outside)
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "spatials[2]"
+        assert "outside the footprint" in refused.json()["error"]["message"]

@@ -155,3 +155,28 @@ def test_source_string_and_embedding(catalogue):
                         model_config={"bands": ["B04", "B8A"], "num_filters": 4})
     assert emb.data.shape == (8,) and emb.meta["source"] == "stac"
     assert emb.meta["source_scenes"] == ["a", "b"]
+
+
+def test_frames_search_once_composite_each_bin_and_back_fill_empty_bins(catalogue):
+    catalogue.searches.clear()
+    chip = StacImagerySource(catalogue.url, "s2test").fetch(GRID, JUNE, SENSOR, frames=3)
+    a, b = direct(catalogue.files["a"]), direct(catalogue.files["b"])
+    assert chip.data.shape == (3, 2, 10, 10)
+    np.testing.assert_array_equal(chip.data[0], a)                        # 06-01..06-11: "a"
+    np.testing.assert_array_equal(chip.data[1], np.nanmedian(np.stack([a, b]), axis=0).astype(np.float32))
+    left = np.isfinite(b[0])
+    np.testing.assert_array_equal(chip.data[2][:, left], b[:, left])      # 06-21..07-01: "b", left part
+    assert (chip.data[2][:, ~left] == SENSOR.fill_value).all()
+    assert chip.meta["frame_backfilled"] == [False, True, False]          # "cloudy" (06-15) is filtered
+    assert chip.meta["frame_dates"] == ["2020-06-05", "2020-06-16", "2020-06-25"]
+    assert chip.meta["frame_scenes"] == [["a"], ["a", "b"], ["b"]] and chip.meta["collection"] == "s2test"
+    assert len(catalogue.searches) == 1 and chip.valid.all()             # one search for all bins
+    single = StacImagerySource(catalogue.url, "s2test").fetch(GRID, TemporalSpec.range("2020-06-01", "2020-06-11"),
+                                                             SENSOR)
+    np.testing.assert_array_equal(chip.data[0], single.data)
+
+
+def test_frames_through_the_source_string(catalogue):
+    counted = make_source(f"stac:{catalogue.url}#s2test")
+    chip = counted.fetch(GRID, JUNE, SENSOR, frames=2)
+    assert chip.meta["frame_backfilled"] == [False, False] and chip.data.shape == (2, 2, 10, 10)

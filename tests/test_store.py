@@ -9,6 +9,7 @@ import pytest
 import shapely
 from affine import Affine
 
+from rsembed_db.errors import NotFound
 from rsembed_db.models.base import FeatureMap
 from rsembed_db.models.pooling import to_dataarray
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
@@ -87,6 +88,6 @@ def test_failures_are_logged_then_cleared_by_success(tmp_path):
 def test_missing_table_names_the_choices(tmp_path):
     store = EmbeddingStore(tmp_path / "db")
     store.write("toy", _records(), 4)
-    with pytest.raises(SpecError, match="no table 'nope'") as info:
+    with pytest.raises(NotFound, match=r"no table 'nope' in .* \(tables: toy\)") as info:
         store.table("nope")
-    assert info.value.allowed == ("toy",)
+    assert info.value.field == "table" and isinstance(info.value, LookupError)

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rsembed_db.api import enable_pretty_warnings
 from rsembed_db.cli import (
     catalog,
     change,
@@ -25,6 +24,7 @@ from rsembed_db.cli import (
     sql,
 )
 from rsembed_db.cli.errors import exit_code
+from rsembed_db.display import enable_pretty_warnings
 from rsembed_db.errors import RsembedError
 
 app = typer.Typer(help="rsembed-db: an embedding database for Earth observation.",

@@ -10,15 +10,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rsembed_db.api import describe_model, list_models
-from rsembed_db.cli.options import parse_config
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
-
-DbOption = Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")]
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
 
 
 def models() -> None:
     """List the available models."""
+    from rsembed_db.api import describe_model, list_models
+
     table = Table("model", "dim", "kind", "bands", "scale_m")
     for name in list_models():
         d = describe_model(name)
@@ -29,21 +27,28 @@ def models() -> None:
 def describe(model: str,
              config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None) -> None:
     """Print a model's description as JSON."""
+    from rsembed_db.api import describe_model
+
     print(json.dumps(describe_model(model, **parse_config(config)).to_dict(), indent=2, default=str))
 
 
-def tables(db: DbOption = default_db_path()) -> None:
+def tables(db: DbOption = DEFAULT_DB) -> None:
     """List tables with row counts, vector widths and models."""
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     infos = EmbeddingStore(db).info()
-    table = Table("table", "rows", "dim", "models", title=db)
+    table = Table("table", "rows", "dim", "models", "tilings (rows)", title=db)
     for info in infos:
-        table.add_row(info.name, str(info.rows), str(info.dim), ",".join(info.models))
+        tilings = ", ".join(f"{name} ({count})" for name, count in info.tilings.items())
+        table.add_row(info.name, str(info.rows), str(info.dim), ",".join(info.models), tilings)
     Console().print(table)
 
 
-def failures(db: DbOption = default_db_path(),
+def failures(db: DbOption = DEFAULT_DB,
              table: Annotated[Optional[str], typer.Option(help="Only this table.")] = None) -> None:
     """List tiles whose last attempt failed, with the error."""
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     rows = EmbeddingStore(db).failures(table)
     out = Table("table", "tile", "error", "at", title=f"{len(rows)} failed tiles")
     for row in rows:

@@ -6,19 +6,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 
-from rsembed_db.cli.options import parse_config
-from rsembed_db.cli.search import _polygon
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
 from rsembed_db.errors import SpecError
-from rsembed_db.producers.catalog import model_table, model_variant
-from rsembed_db.query.change import change as run_change
-from rsembed_db.query.export import with_geo_metadata
-from rsembed_db.query.request import SearchFilters
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
 
 FORMATS = ("geojson", "parquet")
 Opt = typer.Option
@@ -35,10 +28,19 @@ def change(
     polygon: Annotated[Optional[Path], Opt(help="GeoJSON file: places inside this polygon.")] = None,
     h3_parent: Annotated[Optional[str], Opt(help="Places whose H3 cell lies in this cell.")] = None,
     config: Annotated[Optional[list[str]], Opt(help="Model config key=value.")] = None,
-    db: Annotated[str, Opt(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Change between two years: each place stored in both, with the cosine distance (1 - cos)
     between its two vectors, largest first."""
+    import pyarrow.parquet as pq
+
+    from rsembed_db.cli.search import _polygon
+    from rsembed_db.producers.catalog import model_table, model_variant
+    from rsembed_db.query.change import change as run_change
+    from rsembed_db.query.export import with_geo_metadata
+    from rsembed_db.query.request import SearchFilters
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     require_choice("format", fmt, FORMATS)
     if fmt == "parquet" and out is None:
         raise SpecError("out", "--format parquet needs --out FILE.parquet")

@@ -7,10 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rsembed_db.cli.options import parse_config
-from rsembed_db.producers.catalog import model_table
-from rsembed_db.query.export import export_table
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
 
 
 def export(
@@ -19,9 +16,13 @@ def export(
     format: Annotated[str, typer.Option(help="parquet, geoparquet or arrow (IPC file).")] = "parquet",
     where: Annotated[Optional[str], typer.Option(help="Row filter, e.g. \"year = 2017 AND h3_res = 8\".")] = None,
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value.")] = None,
-    db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Export the stored embeddings of a model (streamed; the file appears when complete)."""
+    from rsembed_db.producers.catalog import model_table
+    from rsembed_db.query.export import export_table
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     table = model_table(model, parse_config(config))
     summary = export_table(EmbeddingStore(db), table, out, format, where)
     print(f"wrote {summary.rows} rows of {table} to {summary.path} ({summary.format})")

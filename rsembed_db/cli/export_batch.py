@@ -8,18 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from rsembed_db.cli.options import parse_config, temporal_from_options
-from rsembed_db.export import export_batch as run_export
-from rsembed_db.specs.export import EXPORT_FORMATS, ExportConfig, ExportModelRequest, ExportTarget
-from rsembed_db.specs.output import OutputSpec
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.tiling.plan import tile_id, tile_region
-from rsembed_db.tiling.region import load_region
 
 
 def export_batch(
     region: Annotated[Path, typer.Argument(help="GeoJSON region.")],
     model: Annotated[list[str], typer.Option(help="Model name (repeatable).")],
-    out: Annotated[Path, typer.Option(help="Output file (combined) or folder (--per-item).")],
+    out: Annotated[Path, typer.Option(help="Output file (one combined file; the format's extension is added "
+                                           "when missing), or a folder with --per-item.")],
     format: Annotated[str, typer.Option(help="npz, netcdf, parquet or store (needs --db).")] = "npz",
     per_item: Annotated[bool, typer.Option(help="One output per tile (named by tile id).")] = False,
     tiles: Annotated[str, typer.Option(help="Tiler: h3:<res> or grid:<size_m>.")] = "h3:8",
@@ -41,10 +37,17 @@ def export_batch(
     chunk_size: Annotated[int, typer.Option(help="Tiles per processing chunk.")] = 16,
     workers: Annotated[int, typer.Option(help="Fetch threads.")] = 4,
     db: Annotated[Optional[str], typer.Option(
-        help="Store: read-through and written to; needed by --format store.")] = None,
+        help="Store (default $RSEMBED_DB): stored keys are read back instead of computed, new ones written to "
+             "it; needed by --format store.", envvar="RSEMBED_DB")] = None,
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
 ) -> None:
     """Export embeddings of every tile of REGION for one or more models, with JSON manifests."""
+    from rsembed_db.export import export_batch as run_export
+    from rsembed_db.specs.export import EXPORT_FORMATS, ExportConfig, ExportModelRequest, ExportTarget
+    from rsembed_db.specs.output import OutputSpec
+    from rsembed_db.tiling.plan import tile_id, tile_region
+    from rsembed_db.tiling.region import load_region
+
     require_choice("format", format, EXPORT_FORMATS)
     require_choice("output", output, ("pooled", "grid"))
     spatials = tile_region(load_region(region), tiles, cover=cover, max_tiles=max_tiles)

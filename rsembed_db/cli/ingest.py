@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich import box
@@ -13,15 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from rsembed_db.cli.options import parse_config, temporal_from_options
+from rsembed_db.cli.errors import INGEST_ALL_FAILED, INGEST_SOME_FAILED
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config, temporal_from_options
 from rsembed_db.errors import SpecError
-from rsembed_db.ingest.engine import IngestOptions, IngestSummary, run_ingest
-from rsembed_db.producers.catalog import is_product, make_producer
-from rsembed_db.specs.output import OutputSpec
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
-from rsembed_db.tiling.plan import tile_region
-from rsembed_db.tiling.region import load_region
+
+if TYPE_CHECKING:
+    from rsembed_db.ingest.engine import IngestSummary
 
 console = Console(stderr=True)
 
@@ -42,7 +40,7 @@ def ingest(
     output: Annotated[str, typer.Option(help="pooled, grid or both (grid/both also keep the (D,H,W) grid).")] = "pooled",
     pooling: Annotated[str, typer.Option(help="Pooling of the vector: mean or max.")] = "mean",
     config: Annotated[Optional[list[str]], typer.Option(help="Model config key=value (repeatable).")] = None,
-    db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
+    db: DbOption = DEFAULT_DB,
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
     batch_size: Annotated[int, typer.Option(help="Chips per model call.")] = 16,
     workers: Annotated[int, typer.Option(help="Fetch threads.")] = 4,
@@ -53,6 +51,13 @@ def ingest(
         help="Fixed-size models: resize, tile or auto (default: tile; resize when a tile fits one model input).")] = None,
 ) -> None:
     """Compute and store embeddings for every tile of REGION (resumable, idempotent)."""
+    from rsembed_db.ingest.engine import IngestOptions, run_ingest
+    from rsembed_db.producers.catalog import is_product, make_producer
+    from rsembed_db.specs.output import OutputSpec
+    from rsembed_db.store.lance_store import EmbeddingStore
+    from rsembed_db.tiling.plan import tile_region
+    from rsembed_db.tiling.region import load_region
+
     require_choice("output", output, ("pooled", "grid", "both"))
     temporal = temporal_from_options(year, start, end)
     out_spec = OutputSpec.pooled(pooling) if output == "pooled" else OutputSpec.grid(pooling=pooling)
@@ -83,6 +88,8 @@ def ingest(
         summary = run_ingest(store, producer, requests, options, dry_run=dry_run,
                              on_start=started, on_progress=advanced)
     print_summary(summary, db, dry_run, fetches)
+    if summary.failed:  # what succeeded is committed; the exit code says that not all did
+        raise typer.Exit(INGEST_ALL_FAILED if not summary.computed else INGEST_SOME_FAILED)
 
 
 def _fetch_text(counts: dict[str, int] | None) -> str:

@@ -13,9 +13,6 @@ from rich.table import Table
 
 from rsembed_db.cli.options import parse_config, temporal_from_options
 from rsembed_db.errors import SpecError
-from rsembed_db.inspect import inspect_provider_patch
-from rsembed_db.specs.sensor import SensorSpec
-from rsembed_db.specs.spatial import PointBuffer
 
 
 def inspect(
@@ -38,6 +35,10 @@ def inspect(
     name: Annotated[str, typer.Option(help="File name stem of the quicklook and report.")] = "patch",
 ) -> None:
     """Fetch exactly what a model would receive at a point; report ranges, fill and band statistics."""
+    from rsembed_db.inspect import inspect_provider_patch
+    from rsembed_db.specs.sensor import SensorSpec
+    from rsembed_db.specs.spatial import PointBuffer
+
     sensor = None
     if model is None:
         if not (collection and bands):

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from rsembed_db.cli.options import parse_config
-from rsembed_db.producers.catalog import model_table
-from rsembed_db.store.indexes import IndexPolicy, build_vector_index, ensure_indexes, optimize_table, vector_index_info
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config
+
+if TYPE_CHECKING:
+    from rsembed_db.store.lance_store import EmbeddingStore
 
 Opt = typer.Option
 ModelOption = Annotated[Optional[str], Opt(help="Only this model's table (default: every table).")]
 ConfigOption = Annotated[Optional[list[str]], Opt(help="Model config key=value.")]
-DbOption = Annotated[str, Opt(help="Database path or URI.", envvar="RSEMBED_DB")]
 
 
 def _tables(store: EmbeddingStore, model: str | None, config: list[str] | None) -> list[str]:
+    from rsembed_db.producers.catalog import model_table
+
     return [model_table(model, parse_config(config))] if model else store.table_names()
 
 
@@ -31,9 +32,12 @@ def index(
     metric: Annotated[str, Opt(help="Distance the vector index serves: cosine, l2 or dot.")] = "cosine",
     min_rows: Annotated[Optional[int], Opt(help="Build the vector index only from this many rows.")] = None,
     rebuild: Annotated[bool, Opt(help="(Re)build the vector index now, whatever the row count.")] = False,
-    db: DbOption = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Create missing indexes (scalar; vector once large enough) and fold new rows in."""
+    from rsembed_db.store.indexes import IndexPolicy, build_vector_index, ensure_indexes, vector_index_info
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     env = IndexPolicy.from_env()
     policy = IndexPolicy(min_rows if min_rows is not None else env.vector_min_rows,
                          index_type or env.index_type, metric)
@@ -54,9 +58,12 @@ def optimize(
     model: ModelOption = None,
     config: ConfigOption = None,
     retention_days: Annotated[float, Opt(help="Keep versions newer than this many days (0: latest only).")] = 7.0,
-    db: DbOption = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Compact files, fold new rows into the indexes, and remove old versions."""
+    from rsembed_db.store.indexes import optimize_table
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     store = EmbeddingStore(db)
     out = Table("table", "rows before", "rows after", "versions before", "versions after", "folded rows", title=db)
     for name in _tables(store, model, config):

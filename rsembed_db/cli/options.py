@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.temporal import TemporalSpec
+
+DEFAULT_DB = "rsembed.lance"
+DbOption = Annotated[str, typer.Option("--db", help="Database path or URI (s3://...); default $RSEMBED_DB, else "
+                                                  "./rsembed.lance.", envvar="RSEMBED_DB")]
 
 
 def temporal_from_options(year: int | None, start: str | None, end: str | None) -> TemporalSpec | None:

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from rsembed_db.cli.options import parse_config, parse_lonlat
+from rsembed_db.cli.options import DEFAULT_DB, DbOption, parse_config, parse_lonlat
 from rsembed_db.errors import SpecError
-from rsembed_db.producers.catalog import model_table, model_variant
-from rsembed_db.query.request import SearchFilters, SearchRequest
-from rsembed_db.query.result import SearchResult
-from rsembed_db.query.search import search as run_search
-from rsembed_db.query.text import text_query
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
-from rsembed_db.tiling.region import load_region
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rsembed_db.query.result import SearchResult
+    from rsembed_db.store.lance_store import EmbeddingStore
 
 FORMATS = ("table", "json", "geojson", "arrow")
 Opt = typer.Option
 
 
 def _vector(path: Path) -> np.ndarray:
+    import numpy as np
+
     try:
         return np.load(path)
     except (OSError, ValueError) as exc:
@@ -35,6 +34,8 @@ def _vector(path: Path) -> np.ndarray:
 
 
 def _polygon(path: Path):
+    from rsembed_db.tiling.region import load_region
+
     try:
         return load_region(path)
     except SpecError as exc:
@@ -48,7 +49,11 @@ def _title(store: EmbeddingStore, table: str, result: SearchResult) -> str:
         what = f"{row['tile_id']} ({row['lon']:.5f}, {row['lat']:.5f})"
     else:
         what = f"{len(keys)} examples" if keys else "the query vector"
-    return f"{len(result)} most similar to {what}, metric {result.metric} ({result.route} search)"
+    if not len(result):
+        return f"0 rows matched the filters (query: {what}); widen them, or see `rsembed-db tables`"
+    tiling = next((note for note in result.notes if note.startswith("searched ")), None)
+    return (f"{len(result)} most similar to {what}, metric {result.metric} ({result.route} search"
+            + (f"; {tiling}" if tiling else "") + ")")
 
 
 def _print_table(title: str, result: SearchResult) -> None:
@@ -61,10 +66,13 @@ def _print_table(title: str, result: SearchResult) -> None:
                     row["tile_id"], row["key"])
     console = Console()
     console.print(title, highlight=False, soft_wrap=True)
-    console.print(out)
+    if len(result):
+        console.print(out)
 
 
 def _write(result: SearchResult, fmt: str, out: Path | None) -> None:
+    import pyarrow as pa
+
     if fmt == "arrow":
         with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, result.to_arrow().schema) as writer:
             writer.write_table(result.to_arrow())
@@ -98,14 +106,22 @@ def search(
     h3_parent: Annotated[Optional[str], Opt(help="Only rows whose H3 cell lies in this cell.")] = None,
     spatial_match: Annotated[str, Opt(help="bbox/polygon: 'centre' inside, or footprint 'intersects'.")] = "centre",
     where: Annotated[Optional[str], Opt(help="SQL boolean expression over stored columns.")] = None,
+    tiling: Annotated[str, Opt(help="Rows of one tiling: auto (the query row's own, default), any, h3:<res>, "
+                                    "h3, point_buffer, bbox or grid.")] = "auto",
     include_query: Annotated[bool, Opt(help="Keep the query rows themselves in the results.")] = False,
     exact: Annotated[bool, Opt(help="Force exact search.")] = False,
     fmt: Annotated[str, Opt("--format", help="table, json, geojson or arrow.")] = "table",
     out: Annotated[Optional[Path], Opt(help="Write the results here (json/geojson/arrow).")] = None,
     config: Annotated[Optional[list[str]], Opt(help="Model config key=value.")] = None,
-    db: Annotated[str, Opt(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Stored places most similar to a query, with filters (exact or ANN, chosen per query)."""
+    from rsembed_db.producers.catalog import model_table, model_variant
+    from rsembed_db.query.request import SearchFilters, SearchRequest
+    from rsembed_db.query.search import search as run_search
+    from rsembed_db.query.text import text_query
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     require_choice("format", fmt, FORMATS)
     if fmt == "arrow" and out is None:
         raise SpecError("out", "--format arrow needs --out FILE.arrow")
@@ -117,13 +133,15 @@ def search(
         if model is None or vector is not None:
             raise SpecError("text", "needs --model and no --vector-file")
         vector, variant = text_query(model, text, parse_config(config))
+    fixed = tiling not in ("auto", "any")
     filters = SearchFilters(model_config=variant, year=year, start=start, end=end, bbox=bbox,
                             polygon=_polygon(polygon) if polygon else None, h3_parent=h3_parent,
-                            where=where, spatial_match=spatial_match)
+                            where=where, spatial_match=spatial_match, tiling=tiling if fixed else None)
     request = SearchRequest(vector=vector, key=key,
                             near=parse_lonlat(near) if near else None, h3=h3,
                             positives=tuple(positive or ()), negatives=tuple(negative or ()),
-                            k=k, metric=metric, filters=filters, exclude_query=not include_query, exact=exact)
+                            k=k, metric=metric, filters=filters, exclude_query=not include_query, exact=exact,
+                            tiling="auto" if fixed else tiling)
     store = EmbeddingStore(db)
     table = table or model_table(model, parse_config(config))
     result = run_search(store, table, request)

@@ -11,17 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rsembed_db.cli.options import DEFAULT_DB, DbOption
 from rsembed_db.errors import SpecError
-from rsembed_db.query.formats import (
-    ipc_stream_bytes,
-    json_columns,
-    json_rows,
-    parquet_bytes,
-    python_rows,
-)
-from rsembed_db.query.sql import SqlLimits, run_sql
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
 
 CELL_CHARS = 60
 
@@ -30,16 +22,21 @@ def sql(
     query: Annotated[str, typer.Argument(help="One SELECT; every model table is a view of that name.")],
     format: Annotated[str, typer.Option(help="table (terminal), json, arrow (IPC stream) or parquet.")] = "table",
     out: Annotated[Optional[Path], typer.Option(help="Write the result here (needed for arrow/parquet).")] = None,
-    max_rows: Annotated[int, typer.Option(help="Return at most this many rows.")] = SqlLimits.max_rows,
-    timeout: Annotated[float, typer.Option(help="Interrupt the query after this many seconds.")] = SqlLimits.timeout_s,
-    memory_limit: Annotated[str, typer.Option(help="Memory the query may use, e.g. 256MB or 2GiB.")] = SqlLimits.memory_limit,
-    db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
+    max_rows: Annotated[Optional[int], typer.Option(help="Return at most this many rows (default 10000).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Interrupt the query after this many seconds (default 30).")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(help="Memory the query may use, e.g. 256MB (default 1GB).")] = None,
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Run a read-only SQL query (no file or network access) and print or save the rows."""
+    from rsembed_db.query.formats import ipc_stream_bytes, json_columns, json_rows, parquet_bytes, python_rows
+    from rsembed_db.query.sql import SqlLimits, run_sql
+    from rsembed_db.store.lance_store import EmbeddingStore
+
     require_choice("format", format, ("table", "json", "arrow", "parquet"))
-    limits = SqlLimits(max_rows=max_rows, timeout_s=timeout, memory_limit=memory_limit)
+    options = (("max_rows", max_rows), ("timeout_s", timeout), ("memory_limit", memory_limit))
+    limits = SqlLimits(**{k: v for k, v in options if v is not None})
     result = run_sql(EmbeddingStore(db), query, limits)
-    note = f"{result.table.num_rows} rows" + (f" (truncated at --max-rows {max_rows})" if result.truncated else "")
+    note = f"{result.table.num_rows} rows" + (f" (truncated at --max-rows {limits.max_rows})" if result.truncated else "")
     if format in ("arrow", "parquet"):
         if out is None:
             raise SpecError("out", f"--format {format} writes binary data: give --out PATH")
@@ -55,10 +52,19 @@ def sql(
     else:
         table = Table(*result.table.column_names, caption=note)
         for row in python_rows(result.table):
-            table.add_row(*(Text(_cell(v)) for v in row.values()))
+            table.add_row(*(Text(_cell(name, v)) for name, v in row.items()))
         Console().print(table)
 
 
-def _cell(value: object) -> str:
-    text = "NULL" if value is None else (value.hex() if isinstance(value, bytes) else str(value))
-    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS - 3] + "..."
+def _cell(name: str, value: object) -> str:
+    """A short, readable cell: vectors and grids as their size, binary (WKB) as its length,
+    JSON text (``meta``) and long strings cut."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return f"[{len(value)} values]"
+    if isinstance(value, bytes):
+        return f"<{'WKB' if name == 'geometry' else 'binary'} {len(value)} B>"
+    text = str(value)
+    limit = 24 if name == "meta" else CELL_CHARS
+    return text if len(text) <= limit else text[:limit - 3] + "..."

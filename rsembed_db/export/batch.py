@@ -266,9 +266,9 @@ def export_batch(*, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | No
                              cache_size=config.chunk_size * len(specs))
     jobs = []
     for label, spec in zip(labels, specs):
-        producer = make_producer(spec.name, model_config=resolve_runtime(spec.name, spec.model_config, backend, device),
-                                 source=shared)
         own_sensor, own_fetch, own_modality = _model_inputs(spec, sensor, fetch, modality)
+        producer = make_producer(spec.name, model_config=resolve_runtime(spec.name, spec.model_config, backend, device),
+                                 source=shared).for_request(own_modality, own_sensor)
         requests = producer.requests(spatials, temporal, output, sensor=own_sensor, fetch=own_fetch,
                                      input_prep=prep, modality=own_modality)
         jobs.append(_Job(label, spec, producer, requests))

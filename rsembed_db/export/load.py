@@ -66,8 +66,10 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".nc":
         import xarray as xr
 
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            out = {name: ds[name].values for name in ds.data_vars}
+        from rsembed_db.export.hdf5 import HDF5_LOCK
+
+        with HDF5_LOCK, xr.open_dataset(path, engine="netcdf4") as ds:
+            out = {str(name): ds[name].values for name in ds.data_vars}
             out["names"] = ds["item"].values
             return out
     if path.suffix == ".parquet":

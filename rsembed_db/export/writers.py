@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xarray as xr
 
+from rsembed_db.export.hdf5 import HDF5_LOCK
 from rsembed_db.sources.base import Chip
 
 EXTENSIONS = {"npz": ".npz", "netcdf": ".nc", "parquet": ".parquet"}
@@ -97,14 +98,16 @@ def collect(items: list[ItemResult], labels: list[str], save_inputs: bool, save_
 
 def write_npz(path: Path, arrays: Arrays) -> None:
     with open(path, "wb") as fh:
-        np.savez(fh, **{name: array for name, (array, _) in arrays.items()})
+        # allow_pickle named (its default): numpy's stubs would match it against the ** arrays
+        np.savez(fh, allow_pickle=True, **{name: array for name, (array, _) in arrays.items()})
 
 
 def write_netcdf(path: Path, arrays: Arrays) -> None:
     data = {name: (dims, array.astype(np.uint8) if array.dtype == bool else array)
             for name, (array, dims) in arrays.items() if name != "names"}
     names, _ = arrays["names"]
-    xr.Dataset(data, coords={"item": names}).to_netcdf(path, engine="netcdf4")
+    with HDF5_LOCK:
+        xr.Dataset(data, coords={"item": names}).to_netcdf(path, engine="netcdf4")
 
 
 def parquet_table(items: list[ItemResult], labels: list[str], save_inputs: bool,

@@ -53,6 +53,7 @@ class ModelDescription:
             "model_config": dict(self.config),
         }
         return view[key]
+    default_sensor: dict[str, Any] = field(default_factory=dict)  # on-the-fly models: SensorSpec.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -130,11 +131,17 @@ class Embedder(ABC):
         bands override this; ``inspect_model_input`` reports it."""
         return chip.data, chip.valid
 
-    def sensor_for(self, modality: str | None) -> SensorSpec:
-        """The default sensor of one of ``describe().modalities`` (None: the model's default).
+    def for_modality(self, modality: str | None) -> "Embedder":
+        """The embedder for the request-level ``modality`` (one of ``describe().modalities``).
 
-        Multi-modality models (one branch per sensor) override this."""
-        return self.default_sensor()
+        Single-modality models return themselves; models whose input branch is chosen by
+        modality (TerraFM: ``s2``/``s1``) return an instance configured for it, so that
+        the modality is part of ``config`` and of every key.
+        """
+        return self
+
+    def check_sensor(self, sensor: SensorSpec) -> None:
+        """SpecError when ``sensor`` cannot feed this model (checked per request); default: accept."""
 
     @abstractmethod
     def embed(self, chips: list[Chip]) -> list[FeatureMap]:

@@ -20,7 +20,7 @@ through an untrained ``fc_norm``, which is not applied here); (D, 14, 14).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -72,6 +72,15 @@ def _band_stats(value: object) -> dict[str, list[float]]:
     return {normalise_band(b): [float(v[0]), float(v[1])] for b, v in value.items()}
 
 
+class _DOFA(Protocol):
+    """What ``forward`` reads of torchgeo's ``DOFA``."""
+
+    patch_embed: torch.nn.Module  # (images, wavelengths) -> (tokens, conv weights)
+    pos_embed: torch.Tensor
+    cls_token: torch.Tensor
+    blocks: torch.nn.ModuleList
+
+
 class DofaEmbedder(ZooEmbedder):
     """DOFA base/large on any Sentinel-2 band set, conditioned on the bands' wavelengths.
 
@@ -93,7 +102,7 @@ class DofaEmbedder(ZooEmbedder):
         if missing:
             raise SpecError("bands", f"no published DOFA statistics for {missing}: give them in band_stats",
                             tuple(DOFA_STATS))
-        stats = {b: list(extra.get(b, DOFA_STATS.get(b))) for b in bands}
+        stats = {b: list(extra[b] if b in extra else DOFA_STATS[b]) for b in bands}
         return {"bands": bands, "band_stats": stats}
 
     @property
@@ -128,11 +137,12 @@ class DofaEmbedder(ZooEmbedder):
                             255.0 / DN_FULL_SCALE, (0.0, 255.0))
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, sides: list[dict[str, Any]]) -> torch.Tensor:
+        dofa = cast(_DOFA, model)
         waves = torch.tensor(self.wavelengths, device=x.device, dtype=torch.float32)
-        tokens, _ = model.patch_embed(x, waves)
-        tokens = tokens + model.pos_embed[:, 1:, :]
-        cls = (model.cls_token + model.pos_embed[:, :1, :]).expand(len(x), -1, -1)
+        tokens, _ = dofa.patch_embed(x, waves)
+        tokens = tokens + dofa.pos_embed[:, 1:, :]
+        cls = (dofa.cls_token + dofa.pos_embed[:, :1, :]).expand(len(x), -1, -1)
         tokens = torch.cat((cls, tokens), dim=1)
-        for block in model.blocks:
+        for block in dofa.blocks:
             tokens = block(tokens)
         return patch_grid(tokens, 1, self.grid)

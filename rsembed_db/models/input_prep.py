@@ -124,7 +124,8 @@ def run_with_input_prep(chip_data: np.ndarray, valid: np.ndarray, chip_transform
                          f"and {valid.shape}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise SpecError("image_size", f"must be a positive integer, got {image_size!r}")
-    if resolved_mode(prep, *valid.shape, image_size, grid_output) == "resize":
+    height, width = valid.shape
+    if resolved_mode(prep, height, width, image_size, grid_output) == "resize":
         return _resized(chip_data, valid, chip_transform, crs, image_size, forward)
     return _tiled(chip_data, valid, chip_transform, crs, prep, prep.tile_size or image_size, image_size, forward)
 

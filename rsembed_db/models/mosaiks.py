@@ -15,6 +15,7 @@ batch composition or chunking, and vectors are bit-identical across runs and pro
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,8 @@ DEFAULT_BIAS = 0.0
 METHOD = "gaussian-rcf/1"
 REFLECTANCE_SCALE = 1e-4  # Sentinel-2 digital numbers are reflectance x 10000
 _MAX_BUFFER = 1 << 20  # float64 elements per response buffer (8 MiB: stays in cache)
+MAX_FILTERS = 4096  # 8192-d vectors; more only costs memory and time per pixel
+MAX_KERNEL = 15  # pixels
 
 
 def draw_filters(num_filters: int, channels: int, kernel_size: int, seed: int) -> np.ndarray:
@@ -107,8 +110,6 @@ class MosaiksEmbedder(Embedder):
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**_resolve_config(config))
-        self._filters = draw_filters(self.config["num_filters"], len(self.bands),
-                                     self.config["kernel_size"], self.config["seed"])
         table = S2_STATS[self.config["stats"]]
         self._mean = np.array([table[b].mean * REFLECTANCE_SCALE for b in self.bands])
         self._std = np.array([table[b].std * REFLECTANCE_SCALE for b in self.bands])
@@ -116,6 +117,11 @@ class MosaiksEmbedder(Embedder):
     @property
     def bands(self) -> tuple[str, ...]:
         return tuple(self.config["bands"])
+
+    @cached_property
+    def _filters(self) -> np.ndarray:
+        """Drawn on first use: describing or keying a model never pays for it."""
+        return draw_filters(self.config["num_filters"], len(self.bands), self.config["kernel_size"], self.config["seed"])
 
     @property
     def filters(self) -> np.ndarray:
@@ -199,9 +205,9 @@ class MosaiksEmbedder(Embedder):
 _OPTIONS = ("bands", "num_filters", "kernel_size", "seed", "bias", "scale_m", "stats", "method")
 
 
-def _require_int(field: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SpecError(field, f"must be an integer >= {minimum}, got {value!r}")
+def _require_int(field: str, value: object, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= maximum:
+        raise SpecError(field, f"must be an integer within {minimum}..{maximum}, got {value!r}")
     return int(value)
 
 
@@ -221,14 +227,14 @@ def _resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise SpecError("bands", f"no {stats} statistics for {unknown}", tuple(S2_STATS[stats]))
     if len(set(bands)) != len(bands):
         raise SpecError("bands", f"must not repeat a band, got {list(bands)}")
-    num_filters = _require_int("num_filters", config.get("num_filters", 128), 1)
-    kernel_size = _require_int("kernel_size", config.get("kernel_size", 3), 1)
+    num_filters = _require_int("num_filters", config.get("num_filters", 128), 1, MAX_FILTERS)
+    kernel_size = _require_int("kernel_size", config.get("kernel_size", 3), 1, MAX_KERNEL)
     if kernel_size % 2 == 0:
         raise SpecError("kernel_size", f"must be odd, got {kernel_size}")
     if len(bands) * kernel_size**2 < 2:
         raise SpecError("kernel_size", "a zero-mean filter needs >= 2 weights: "
                         "use a larger kernel or more bands")
-    seed = _require_int("seed", config.get("seed", 0), 0)
+    seed = _require_int("seed", config.get("seed", 0), 0, 2**63 - 1)
     bias = require_number("bias", config.get("bias", DEFAULT_BIAS))
     if bias < 0:
         raise SpecError("bias", f"must be >= 0, got {bias!r}")

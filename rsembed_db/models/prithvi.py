@@ -11,8 +11,10 @@ tensors are loaded (the 3D sin-cos position encoding is recomputed for ``num_fra
 Input: the HLS bands BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2 (Sentinel-2 B02, B03,
 B04, B8A, B11, B12) in reflectance x 10000, standardised with the means and standard
 deviations of the models' ``config.json`` (terratorch ``PRITHVI_V2_MEAN/STD``).
-``num_frames`` frames (1-4; pre-training used 4): a chip carries them as (T, C, H, W)
-data with ``meta["frame_dates"]``; one composite is one frame dated ``input_time``.
+``num_frames`` frames (1-4; pre-training used 4): the sources split the window into that
+many bins (``sources.frames``) and the chip carries them as (T, C, H, W) data with
+``meta["frame_dates"]`` (each frame's median acquisition date), the frames' time input;
+one composite is one frame dated ``input_time``.
 The TL models also take the acquisition date (year, day of year) per frame and the
 chip centre (lat, lon); either can be switched off (``time``/``location`` False), as
 their pre-training dropped them at random. Output: last-layer patch tokens (after the
@@ -23,7 +25,7 @@ final norm), CLS dropped, averaged over frames: (D, 14, 14) for 300M (patch 16) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -33,7 +35,14 @@ from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.chip_context import centre_lonlat, frame_dates
 from rsembed_db.models.vit_tokens import frames_grid
 from rsembed_db.models.weights import WeightSource, load_weights
-from rsembed_db.models.zoo import ModelInput, ZooEmbedder, require_flag, require_int, standardised
+from rsembed_db.models.zoo import (
+    ModelInput,
+    ZooEmbedder,
+    import_keeping_torch_settings,
+    require_flag,
+    require_int,
+    standardised,
+)
 from rsembed_db.sources.base import Chip
 
 HLS_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")  # BLUE GREEN RED NIR_NARROW SWIR_1 SWIR_2
@@ -57,6 +66,13 @@ VARIANTS: dict[str, Variant] = {
     "600m_tl": Variant("ibm-nasa-geospatial/Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt", 1280, 14,
                        {"embed_dim": 1280, "depth": 32, "num_heads": 16}),
 }
+
+
+class _PrithviViT(Protocol):
+    """What ``forward`` reads of terratorch's ``PrithviViT``."""
+
+    def forward_features(self, x: torch.Tensor, temporal_coords: torch.Tensor | None = None,
+                         location_coords: torch.Tensor | None = None) -> list[torch.Tensor]: ...
 
 
 class PrithviEmbedder(ZooEmbedder):
@@ -96,7 +112,7 @@ class PrithviEmbedder(ZooEmbedder):
             frames=cfg["num_frames"])
 
     def build(self) -> torch.nn.Module:
-        from terratorch.models.backbones.prithvi_mae import PrithviViT
+        PrithviViT = import_keeping_torch_settings("terratorch.models.backbones.prithvi_mae").PrithviViT  # noqa: N806
 
         v = self.variant
         return PrithviViT(img_size=self.image_size, patch_size=(1, v.patch_size, v.patch_size),
@@ -129,7 +145,8 @@ class PrithviEmbedder(ZooEmbedder):
         cube = x.reshape(len(x), frames, channels, *x.shape[-2:]).transpose(1, 2)  # (B, C, T, H, W)
         time = _stack([s["time"] for s in sides], x.device)
         location = _stack([s["location"] for s in sides], x.device)
-        tokens = model.forward_features(cube, temporal_coords=time, location_coords=location)[-1]
+        vit = cast(_PrithviViT, model)
+        tokens = vit.forward_features(cube, temporal_coords=time, location_coords=location)[-1]
         return frames_grid(tokens, 1, frames, self.grid)
 
 

@@ -24,7 +24,7 @@ can search stored image embeddings by cosine similarity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -52,6 +52,20 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {"ViT-B-32": Variant(512, 32), "ViT-L-14": Variant(768, 14)}
+
+
+class _VisionTower(Protocol):
+    proj: torch.Tensor  # (width, D) token projection
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...  # (pooled, tokens)
+
+
+class _CLIP(Protocol):
+    """What is read here of open_clip's ``CLIP`` (its visual tower built with ``output_tokens``)."""
+
+    visual: _VisionTower
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor: ...
 
 
 class RemoteClipEmbedder(ZooEmbedder):
@@ -112,10 +126,11 @@ class RemoteClipEmbedder(ZooEmbedder):
         return standardised(data, valid, CLIP_MEAN, CLIP_STD, 1.0 / self.config["rgb_max"], (0.0, 1.0))
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, sides: list[dict[str, Any]]) -> torch.Tensor:
-        pooled, tokens = model.visual(x)
+        visual = cast(_CLIP, model).visual
+        pooled, tokens = visual(x)
         if self.config["tokens"] == "global":
             return _unit(pooled)[:, :, None, None]
-        return _unit(patch_grid(tokens @ model.visual.proj, 0, self.grid), dim=1)
+        return _unit(patch_grid(tokens @ visual.proj, 0, self.grid), dim=1)
 
     def encode_text(self, prompts: list[str]) -> np.ndarray:
         """(N, D) float32 L2-normalised text embeddings in the image embeddings' space."""
@@ -124,7 +139,7 @@ class RemoteClipEmbedder(ZooEmbedder):
         require_zoo(self.name, self.requires)
         import open_clip
 
-        model = self.model()
+        model = cast(_CLIP, self.model())
         tokens = open_clip.get_tokenizer(self.config["variant"])(list(prompts)).to(self.runtime.device)
         with torch.inference_mode():
             return _unit(model.encode_text(tokens).float()).cpu().numpy()

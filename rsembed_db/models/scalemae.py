@@ -28,7 +28,7 @@ import torch
 
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.models.chip_context import model_gsd
-from rsembed_db.models.vit_tokens import patch_grid
+from rsembed_db.models.vit_tokens import vit_patch_grid
 from rsembed_db.models.weights import WeightSource, load_weights
 from rsembed_db.models.zoo import RGB, ModelInput, ZooEmbedder, rgb_max, rgb_normalisation, standardised
 from rsembed_db.sources.base import Chip
@@ -100,4 +100,4 @@ class ScaleMaeEmbedder(ZooEmbedder):
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, sides: list[dict[str, Any]]) -> torch.Tensor:
         model.res = sides[0]["gsd"]  # one GSD per batch (group_key)
-        return patch_grid(model.forward_features(x), model.num_prefix_tokens, self.grid)
+        return vit_patch_grid(model, x, self.grid)

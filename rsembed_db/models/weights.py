@@ -35,6 +35,8 @@ class WeightSource:
 
     ``repo_id`` is the Hugging Face repository (None when the file is published elsewhere),
     ``filename`` its path inside the repository, ``revision`` a commit hash or branch.
+    ``local_name`` is the file's name in a weights folder when its base name would be
+    ambiguous (several variants publish ``encoder.pt``).
     """
 
     filename: str
@@ -42,16 +44,19 @@ class WeightSource:
     licence: str
     repo_id: str | None = None
     revision: str = "main"
+    local_name: str | None = None
 
     @classmethod
-    def hub(cls, repo_id: str, filename: str, licence: str, revision: str = "main") -> WeightSource:
+    def hub(cls, repo_id: str, filename: str, licence: str, revision: str = "main",
+            local_name: str | None = None) -> WeightSource:
         """A file of a Hugging Face repository, downloaded from ``revision``."""
         return cls(filename, f"https://huggingface.co/{repo_id}/resolve/{revision}/{filename}", licence, repo_id,
-                   revision)
+                   revision, local_name)
 
     @property
     def basename(self) -> str:
-        return Path(self.filename).name
+        """The file's name in a weights folder."""
+        return self.local_name or Path(self.filename).name
 
     def describe(self) -> str:
         where = f"huggingface.co/{self.repo_id}@{self.revision}" if self.repo_id else self.url
@@ -88,8 +93,10 @@ def resolve_weights(model: str, source: WeightSource, folder: str | None = None,
             return ResolvedWeights(path, "huggingface", _snapshot(path))
         tried.append(f"Hugging Face {source.repo_id}/{source.filename}@{source.revision} ({reason})")
     put = directory or f"a folder named by model_config weights_dir or ${WEIGHTS_DIR_ENV}"
-    raise MissingWeights(f"weights: no weights for model {model!r}: download {source.url} and put "
-                         f"{source.basename} in {put}; tried: {'; '.join(tried) or 'nothing configured'}")
+    save = (f"put {source.basename}" if source.basename == Path(source.filename).name
+            else f"save it as {source.basename}")
+    raise MissingWeights(f"weights: no weights for model {model!r}: download {source.url} and {save} "
+                         f"in {put}; tried: {'; '.join(tried) or 'nothing configured'}")
 
 
 def _snapshot(path: Path) -> str | None:
@@ -117,16 +124,19 @@ def _from_hub(source: WeightSource, cache_dir: str | None) -> tuple[Path | None,
         return None, f"download failed: {type(exc).__name__}"
 
 
-def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of a torch checkpoint, unwrapped from ``state_dict`` / ``model`` nesting.
+def load_state_dict(path: Path, allow_pickle: bool = False, nested: tuple[str, ...] = NESTED,
+                    safe_types: tuple[type, ...] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of a torch checkpoint, unwrapped from ``nested`` keys (``state_dict`` / ``model``).
 
-    Read with ``weights_only=True``. A checkpoint that also pickles other objects
-    (Lightning hyper-parameters) is read in full only with ``allow_pickle``, which callers
-    set for files downloaded from the published repository, never for a local folder
-    (unpickling runs code).
+    Read with ``weights_only=True`` (plus ``safe_types``: plain classes a published file is
+    known to pickle, such as ``argparse.Namespace``). A checkpoint that also pickles other
+    objects (Lightning hyper-parameters) is read in full only with ``allow_pickle``, which
+    callers set for files downloaded from the published repository, never for a local
+    folder (unpickling runs code).
     """
     try:
-        payload: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(safe_types)):
+            payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not allow_pickle:
             raise SpecError("weights", f"{path} holds pickled objects besides tensors and is not "
@@ -134,7 +144,7 @@ def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
                             "alone (torch.save(checkpoint['state_dict'], path)) or let it be fetched "
                             "from the published repository") from exc
         payload = torch.load(path, map_location="cpu", weights_only=False)
-    for key in NESTED:
+    for key in nested:
         if isinstance(payload, Mapping) and isinstance(payload.get(key), Mapping):
             payload = payload[key]
     if not isinstance(payload, Mapping) or not all(torch.is_tensor(v) for v in payload.values()):

@@ -14,12 +14,15 @@ into each chip's feature map.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import threading
 from abc import abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +42,7 @@ RUNTIME_OPTIONS = ("device", "batch_size", "weights_dir", "cache_dir")  # never 
 COMMON_OPTIONS = ("precision", "revision")
 DEFAULT_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 RGB = ("B04", "B03", "B02")  # Sentinel-2 red, green, blue
+CUDNN_ENV = "TORCH_CUDNN_V8_API_DISABLED"
 
 
 def require_zoo(model: str, modules: Sequence[str]) -> None:
@@ -47,6 +51,22 @@ def require_zoo(model: str, modules: Sequence[str]) -> None:
     if missing:
         raise SpecError("model", f"{model!r} needs the zoo extra (missing {', '.join(missing)}): "
                         "pip install 'rsembed-db[zoo]'")
+
+
+def import_keeping_torch_settings(module: str) -> ModuleType:
+    """``importlib.import_module(module)``, undoing the process-wide settings terratorch
+    changes on import (its Clay module sets ``torch.set_float32_matmul_precision("medium")``,
+    which lowers the precision of every later float32 matmul, CPU included, and sets
+    ``TORCH_CUDNN_V8_API_DISABLED``)."""
+    precision, cudnn = torch.get_float32_matmul_precision(), os.environ.get(CUDNN_ENV)
+    try:
+        return importlib.import_module(module)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        if cudnn is None:
+            os.environ.pop(CUDNN_ENV, None)
+        else:
+            os.environ[CUDNN_ENV] = cudnn
 
 
 def require_int(field: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -116,7 +136,9 @@ class ZooEmbedder(Embedder):
 
     Subclasses name their architecture table in ``variants`` (the module's ``VARIANTS``
     dict itself, so edits to it take effect; entries have ``dim`` and ``patch_size``) and
-    the ``variant`` config default in ``default_variant``.
+    the ``variant`` config default in ``default_variant``. A model with several input
+    branches lists them in ``modalities`` (first: the default) and takes a ``modality``
+    config key, which the request-level ``modality`` sets (``for_modality``).
     """
 
     runtime_options = RUNTIME_OPTIONS
@@ -130,8 +152,11 @@ class ZooEmbedder(Embedder):
     input_bands: ClassVar[tuple[str, ...] | None] = None  # None: the ``bands`` config key chooses
     scale_m: ClassVar[float] = 10.0  # native ground sampling of the input bands (metres)
     weights_source: ClassVar[WeightSource]  # the checkpoint, unless published_weights picks one per variant
+    modalities: ClassVar[tuple[str, ...]] = ("optical",)
+    citation: ClassVar[str] = ""  # the paper: authors, title, venue, year
 
     def __init__(self, **config: Any) -> None:
+        self._given = dict(config)  # as the caller passed it (for_modality rebuilds from it)
         for key in config:
             require_choice("model_config", key, (*self.options, *COMMON_OPTIONS, *RUNTIME_OPTIONS))
         self.runtime = _runtime({k: config.pop(k) for k in RUNTIME_OPTIONS if k in config})
@@ -139,6 +164,7 @@ class ZooEmbedder(Embedder):
         require_choice("precision", common["precision"], tuple(PRECISIONS))
         variant = config.pop("variant", self.default_variant)
         require_choice("variant", variant, tuple(self.variants))
+        self.config = {"variant": variant}  # resolve_config may read ``self.variant``
         super().__init__(variant=variant, **self.resolve_config(config))
         self.config["precision"] = common["precision"]
         revision = common["revision"] or self.published_weights().revision
@@ -213,27 +239,61 @@ class ZooEmbedder(Embedder):
     def default_sensor(self) -> SensorSpec:
         return SensorSpec(collection=DEFAULT_COLLECTION, bands=self.bands, scale_m=self.scale_m, composite="median")
 
+    def for_modality(self, modality: str | None) -> Embedder:
+        """This model configured for ``modality`` (None: as configured); SpecError when
+        ``model_config`` already names another modality."""
+        if modality is None or "modality" not in self.options or modality == self.config.get("modality"):
+            return self
+        given = self._given.get("modality")
+        if given is not None:
+            raise SpecError("modality", f"{modality!r} conflicts with model_config modality {given!r}",
+                            self.modalities)
+        return type(self)(**{**self._given, "modality": modality})
+
+    def check_sensor(self, sensor: SensorSpec) -> None:
+        """SpecError unless ``sensor`` fetches every band the model takes."""
+        have = {normalise_band(b) for b in sensor.bands}
+        missing = [b for b in self.bands if b not in have]
+        if missing:
+            modality = f" (modality {self.config['modality']!r})" if "modality" in self.config else ""
+            raise SpecError("sensor.bands", f"model {self.name!r}{modality} takes {len(self.bands)} bands "
+                            f"{list(self.bands)}; the sensor lacks {missing}", self.bands)
+
     def description(self, normalisation: dict[str, Any], summary: str, **fields: Any) -> ModelDescription:
         """The ``ModelDescription`` of the configured model; ``fields`` adds others (``frames``).
 
-        ``patch_size`` is the variant's, even where the output grid is coarser.
+        ``patch_size`` is ``self.patch_size`` (the variant's unless configured), even where
+        the output grid is coarser. The summary gains the output grid and the default sensor.
         """
+        sensor = self.default_sensor()
+        fields = {"modalities": self.modalities, "citation": self.citation, "default_sensor": sensor.to_dict(),
+                  **fields}
+        h, w = self.grid
+        summary = (f"{summary}. Grid {h} x {w} per {self.image_size} px model input; default sensor "
+                   f"{sensor.collection} at {sensor.scale_m:g} m ({sensor.composite})")
         return ModelDescription(
             name=self.name, dim=self.variant.dim, kind="on_the_fly", bands=self.bands, scale_m=self.scale_m,
-            image_size=self.image_size, patch_size=self.variant.patch_size, normalisation=normalisation,
+            image_size=self.image_size, patch_size=self.patch_size, normalisation=normalisation,
             weights=self.weights.describe(), licence=self.weights.licence, summary=summary,
             config=dict(self.config), **fields)
+
+    def checkpoint(self) -> tuple[ResolvedWeights, dict[str, torch.Tensor]]:
+        """The local checkpoint file and its tensors (``models.weights``); read before ``build``.
+
+        Models whose published file wraps its tensors differently, or comes with a
+        config file the architecture is built from, override this.
+        """
+        resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir, self.runtime.cache_dir)
+        return resolved, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface")
 
     def model(self) -> torch.nn.Module:
         """The model with its pretrained weights, on the device, in eval mode (loaded once)."""
         with self._load_lock:
             if self._model is None:
                 require_zoo(self.name, self.requires)
-                resolved = resolve_weights(self.name, self.weights, self.runtime.weights_dir,
-                                           self.runtime.cache_dir)
+                resolved, state = self.checkpoint()
                 module = self.build()
-                self.load(module, load_state_dict(resolved.path, allow_pickle=resolved.origin == "huggingface"),
-                          resolved.path)
+                self.load(module, state, resolved.path)
                 self._model, self._weights = module.to(self.runtime.device).eval(), resolved
             return self._model
 
@@ -318,12 +378,13 @@ class ZooEmbedder(Embedder):
         channel_axis = data.ndim - 3
         valid = np.asarray(chip.valid, dtype=bool) & np.isfinite(data).all(axis=channel_axis)
         while valid.ndim > 2:  # multi-frame: valid in every frame
-            valid = valid.all(axis=0)
+            valid = np.asarray(valid.all(axis=0))
         return data, valid
 
 
-def standardised(data: np.ndarray, valid: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                 scale: float = 1.0, clip: tuple[float, float] | None = None) -> ModelInput:
+def standardised(data: np.ndarray, valid: np.ndarray, mean: Sequence[float] | np.ndarray,
+                 std: Sequence[float] | np.ndarray, scale: float = 1.0,
+                 clip: tuple[float, float] | None = None) -> ModelInput:
     """``((data * scale) clipped - mean) / std`` per band; frames (T, C, H, W) become T*C
     channels; invalid pixels become 0 (the mean)."""
     x = data * np.float32(scale)

@@ -65,13 +65,13 @@ class Producer(ABC):
         return table_name_for(self.model, self.dim, self.default_dim)
 
     @abstractmethod
-    def request(self, spatial: SpatialSpec, temporal: TemporalSpec, output: OutputSpec = OutputSpec(),
+    def request(self, spatial: SpatialSpec, temporal: TemporalSpec | None, output: OutputSpec = OutputSpec(),
                 sensor: SensorSpec | None = None, fetch: FetchSpec | None = None,
                 input_prep: InputPrepSpec | str | None = None,
                 modality: str | None = None) -> EmbeddingRequest:
         """The fully resolved request (and so its key) for these specs."""
 
-    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | None,
                  output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
         """``request`` for many spatial specs; resolved once, keys computed in bulk."""
         if not spatials:
@@ -87,6 +87,12 @@ class Producer(ABC):
                       "pass TemporalSpec.range(...) or .year(...) for reproducible, self-documented results",
                       UserWarning, stacklevel=4)
         return TemporalSpec.range(*DEFAULT_WINDOW)
+
+    def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
+        """The producer for requests with ``modality`` (and ``sensor``): itself, unless the model
+        runs another input branch for it (``OnTheFlyProducer``); SpecError for an unknown modality."""
+        self.check_modality(modality)
+        return self
 
     def check_modality(self, modality: str | None) -> str | None:
         """The model's name for ``modality`` (aliases such as ``sentinel-1`` -> ``s1``);

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from rsembed_db.errors import TileFailure
+from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.models.base import Embedder, InputPrep
 from rsembed_db.models.input_prep import resolved_mode
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.frames import FRAME_META
 from rsembed_db.sources.quality import check_input
+from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.request import EmbeddingRequest, with_spatials
 from rsembed_db.specs.sensor import SensorSpec, resolve_sensor
@@ -32,17 +35,39 @@ class OnTheFlyProducer(Producer):
         self.source = source
         self.description = embedder.describe()
         self.backend = source.name if source is not None else "none"
+        self._branches: dict[str, OnTheFlyProducer] = {}  # per modality asked for (for_request)
+        self._lock = threading.Lock()
 
     @property
     def default_dim(self) -> int:
         return type(self.embedder)().dim
 
+    def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
+        """Itself, or for a model with several input branches the producer of the branch that
+        ``modality`` (else ``sensor.modality``, when it names one) selects: the same source,
+        an embedder configured for it, its own table when its width differs."""
+        modality = self.check_modality(modality)
+        named = sensor.modality if sensor is not None else None
+        if modality is not None and named is not None and named != modality:
+            raise SpecError("modality", f"{modality!r} conflicts with sensor.modality {named!r}",
+                            self.description.modalities)
+        if modality is None and named in self.description.modalities:
+            modality = named
+        embedder = self.embedder.for_modality(modality)
+        if embedder is self.embedder:
+            return self
+        with self._lock:
+            return self._branches.setdefault(canonical_json(embedder.config), OnTheFlyProducer(embedder, self.source))
+
     def request(self, spatial, temporal, output=OutputSpec(), sensor=None, fetch=None,
                 input_prep=None, modality=None):
-        name = self.check_modality(modality)
-        if sensor is not None and name is not None and sensor.modality is None and len(self.description.modalities) > 1:
-            sensor = replace(sensor, modality=name)  # the reference merges modality into a given sensor
-        sensor = resolve_sensor(self.embedder.sensor_for(name), sensor, fetch)
+        if self.for_request(modality, sensor) is not self:
+            configured = self.embedder.config.get("modality")
+            raise SpecError("modality", f"this {self.model!r} producer runs modality {configured!r}; take the "
+                            f"producer for {modality or sensor.modality!r} from for_request()",
+                            self.description.modalities)
+        sensor = resolve_sensor(self.embedder.default_sensor(), sensor, fetch)
+        self.embedder.check_sensor(sensor)
         return EmbeddingRequest(
             model=self.model,
             spatial=spatial,
@@ -53,7 +78,7 @@ class OnTheFlyProducer(Producer):
             model_config=self.embedder.config,
         )
 
-    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec,
+    def requests(self, spatials: Sequence[SpatialSpec], temporal: TemporalSpec | None,
                  output: OutputSpec = OutputSpec(), **options: Any) -> list[EmbeddingRequest]:
         """``request`` for many spatial specs, keys computed in bulk per resolved input prep
         (a model with a fixed input size may tile one chip and resize a smaller one)."""
@@ -102,10 +127,21 @@ class OnTheFlyProducer(Producer):
         return InputPrepSpec("tile", tile_size=prep.tile_size or size, pad_edges=prep.pad_edges)
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
-        grid = chip_grid_for(request.spatial, request.sensor.scale_m)
-        chip = self.source.fetch(grid, request.temporal, request.sensor)
-        if request.sensor.check_input:
-            check_input(chip, request.sensor, tile_id(request.spatial), self.model)
+        """Fetch the chip: ``describe().frames`` frames (one composite per frame bin for
+        multi-temporal models); a UserWarning names the frames back-filled with the whole
+        window's composite."""
+        sensor = request.require_sensor()
+        grid = chip_grid_for(request.spatial, sensor.scale_m)
+        frames = self.description.frames
+        chip = (self.source.fetch(grid, request.temporal, sensor, frames=frames) if frames > 1
+                else self.source.fetch(grid, request.temporal, sensor))
+        if chip.meta.get("n_backfilled_frames"):
+            empty = [b for b, filled in zip(chip.meta["frame_bins"], chip.meta["frame_backfilled"]) if filled]
+            warnings.warn(f"{self.model}: tile {tile_id(request.spatial)}: {len(empty)} of "
+                          f"{chip.meta['n_frames']} frame bins have no imagery and repeat the whole window's "
+                          f"composite: {', '.join(f'{a}..{b}' for a, b in empty)}", UserWarning, stacklevel=2)
+        if sensor.check_input:
+            check_input(chip, sensor, tile_id(request.spatial), self.model)
         return Prepared(request, chip)
 
     def finish(self, batch: list[Prepared]) -> list[EmbeddingRecord | FailureRecord]:
@@ -129,10 +165,13 @@ class OnTheFlyProducer(Producer):
         return {
             "model": self.model,
             "source": self.source.name,
-            "sensor": request.sensor.to_dict(),
+            "sensor": request.require_sensor().to_dict(),
             "temporal": request.temporal.to_dict(),
             "input_time": request.temporal.midpoint.isoformat(),
+            "scene_dates": chip.meta.get("dates", []),
             "image_size": [chip.grid.height, chip.grid.width],
             "crs": chip.grid.crs,
-            **{f"source_{k}": v for k, v in chip.meta.items()},
+            **{f"source_{k}": v for k, v in chip.meta.items() if k not in FRAME_META},
+            **{k: chip.meta[k] for k in FRAME_META if k in chip.meta},
         }
+

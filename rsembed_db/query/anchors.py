@@ -50,24 +50,30 @@ def vectors_by_key(dataset, keys: list[str], dim: int, field: str) -> np.ndarray
 def _window_filter(filters: SearchFilters) -> str | None:
     """The model and time part of the filters: which row a location refers to."""
     return compile_filters(SearchFilters(model=filters.model, model_config=filters.model_config,
-                                         start=filters.start, end=filters.end, year=filters.year)).sql
+                                         start=filters.start, end=filters.end, year=filters.year,
+                                         tiling=filters.tiling)).sql
+
+
+KIND_PREFERENCE = {"h3": 0, "grid": 1, "bbox": 2, "point_buffer": 3}
 
 
 def row_covering(profile: TableProfile, lon: float, lat: float, filters: SearchFilters, field: str = "near") -> str:
-    """Key of the stored row whose footprint covers (lon, lat) for the filters' model and
-    window; the most recent window (then the smallest key) when several do."""
+    """Key of the stored row whose footprint covers (lon, lat) for the filters' model,
+    window and tiling. When several do: tiles before point buffers (H3 cells first, the
+    finest resolution first), then the most recent window, then the smallest key."""
     width, height = profile.footprint_extent()
     where = (f"lon >= {lon - width!r} AND lon <= {lon + width!r} "  # two narrow index ranges; the
              f"AND lat >= {lat - height!r} AND lat <= {lat + height!r}")  # exact test is shapely's
     window = _window_filter(filters)
-    rows = profile.dataset.to_table(columns=["key", "geometry", "t_start"],
+    rows = profile.dataset.to_table(columns=["key", "geometry", "t_start", "spatial_kind", "h3_res"],
                                     filter=f"{where} AND ({window})" if window else where)
     point = shapely.Point(lon, lat)
     covering = [r for r in rows.to_pylist() if shapely.from_wkb(r["geometry"]).covers(point)]
     if not covering:
         raise SpecError(field, f"no stored embedding covers ({lon}, {lat})"
                         + (f" with {window}" if window else ""))
-    return min(covering, key=lambda r: (-r["t_start"].toordinal(), r["key"]))["key"]
+    return min(covering, key=lambda r: (KIND_PREFERENCE.get(r["spatial_kind"], 9), -(r["h3_res"] or 0),
+                                        -r["t_start"].toordinal(), r["key"]))["key"]
 
 
 def row_of_cell(profile: TableProfile, cell: int, filters: SearchFilters) -> str:

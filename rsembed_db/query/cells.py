@@ -24,6 +24,7 @@ from lance.dataset import serialize_row_addrs
 from rsembed_db.errors import ResourceLimit, SpecError
 from rsembed_db.query.filters import CompiledFilter, compile_filters
 from rsembed_db.query.pca import PcaColours
+from rsembed_db.query.profile import table_profile
 from rsembed_db.query.request import SearchFilters
 from rsembed_db.store.lance_store import EmbeddingStore
 
@@ -111,7 +112,8 @@ def view_cells(store: EmbeddingStore, table: str, filters: SearchFilters, limit:
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise SpecError("offset", f"must be a non-negative integer, got {offset!r}")
     dataset = store.dataset(table)
-    matched = matching_addresses(dataset, compile_filters(filters), max_rows)
+    window = table_profile(store, table).max_window_days() if filters.start else None  # t_start bound
+    matched = matching_addresses(dataset, compile_filters(filters, max_window_days=window), max_rows)
     order = pc.sort_indices(matched["key"]).to_numpy()
     addresses = matched["_rowaddr"].to_numpy()[order]
     total = len(addresses)

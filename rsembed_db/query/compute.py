@@ -103,11 +103,16 @@ def check_roi_sizes(producer: Producer, requests: Sequence[EmbeddingRequest], ma
 
 def compute_records(producer: Producer, requests: list[EmbeddingRequest]) -> list[EmbeddingRecord]:
     """Compute requests now (no store); a tile that cannot be computed raises TileFailure."""
-    prepared = [producer.prepare(r) for r in requests]
+    prepared = []
+    for request in requests:
+        try:
+            prepared.append(producer.prepare(request))
+        except TileFailure as exc:
+            raise TileFailure(str(exc), key=request.key) from exc
     records = producer.finish(prepared)
     for record in records:
         if isinstance(record, FailureRecord):
-            raise TileFailure(f"{record.tile_id}: {record.error}")
+            raise TileFailure(f"{record.tile_id}: {record.error}", key=record.request.key)
     return records
 
 

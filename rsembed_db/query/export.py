@@ -21,8 +21,10 @@ import pyproj
 import shapely
 
 from rsembed_db.errors import SpecError
+from rsembed_db.query.geoarrow import geoarrow_schema
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.schema import h3_hex
 
 FORMATS = ("parquet", "geoparquet", "arrow")
 GEOPARQUET_VERSION = "1.1.0"
@@ -85,13 +87,16 @@ def export_table(store: EmbeddingStore, table: str, out: str | Path, format: str
     if not out.parent.is_dir():
         raise SpecError("out", f"directory does not exist: {out.parent}")
     dataset = store.table(table).to_lance()
-    schema = dataset.schema
+    schema = _with_h3_id_field(dataset.schema)
+    if format == "arrow":
+        schema = geoarrow_schema(schema)
     if format == "geoparquet":
         stats = _GeoStats()
         for batch in _scan(dataset, where, [GEOMETRY]):
             stats.add(batch.column(GEOMETRY))
         schema = schema.with_metadata({**(schema.metadata or {}), b"geo": json.dumps(stats.metadata())})
-    reader = _scan(dataset, where)
+    scanned = _scan(dataset, where)
+    reader = pa.RecordBatchReader.from_batches(schema, (_with_h3_id(batch, schema) for batch in scanned))
     partial = out.with_name(out.name + ".partial")
     try:
         rows = _write(partial, format, schema, reader)
@@ -100,6 +105,17 @@ def export_table(store: EmbeddingStore, table: str, out: str | Path, format: str
         raise
     partial.replace(out)
     return ExportSummary(out, format, rows)
+
+
+def _with_h3_id_field(schema: pa.Schema) -> pa.Schema:
+    """The stored schema plus ``h3_id`` (hex string) right after ``h3``."""
+    return schema.insert(schema.get_field_index("h3") + 1, pa.field("h3_id", pa.string()))
+
+
+def _with_h3_id(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = {name: batch.column(name) for name in batch.schema.names}
+    columns["h3_id"] = h3_hex(batch.column("h3"))
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
 def _write(path: Path, format: str, schema: pa.Schema, reader: pa.RecordBatchReader) -> int:

@@ -12,6 +12,7 @@ ANN route falls back to exact search whenever it cannot fill k (see router.py).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rsembed_db.query.filters import tiling_of
+from rsembed_db.query.hot import Fingerprint, fingerprint
 from rsembed_db.query.where import scalar_columns
 from rsembed_db.store.indexes import VectorIndexInfo, vector_index_info
 from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
@@ -44,6 +47,10 @@ class TableProfile:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _duckdb: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     _extent: tuple[float, float] | None = field(default=None, repr=False)
+    _window: tuple[int | None] | None = field(default=None, repr=False)
+    _tilings: frozenset[str] | None = field(default=None, repr=False)
+    _matches_all: dict[str, bool] = field(default_factory=dict, repr=False)
+    _fragments: Fingerprint | None = field(default=None, repr=False)
 
     def footprint_extent(self) -> tuple[float, float]:
         """The widest and the tallest footprint bbox, in degrees (read on first use): a
@@ -57,22 +64,67 @@ class TableProfile:
                 self._extent = (width or 0.0, height or 0.0)
             return self._extent
 
+    def tilings(self) -> frozenset[str]:
+        """The tiling labels (``h3:9``, ``bbox``, ...) of the table's rows (read on first use)."""
+        with self._lock:
+            if self._tilings is None:
+                kinds = self.dataset.to_table(columns=["spatial_kind", "h3_res"])
+                pairs = kinds.group_by(["spatial_kind", "h3_res"]).aggregate([]).to_pylist()
+                self._tilings = frozenset(tiling_of(p["spatial_kind"], p["h3_res"]) for p in pairs)
+            return self._tilings
+
+    def fragments(self) -> Fingerprint:
+        """The version's data files (``hot.fingerprint``), read on first use."""
+        if self._fragments is None:
+            self._fragments = fingerprint(self.dataset)
+        return self._fragments
+
+    def matches_all(self, sql: str) -> bool:
+        """Whether every row passes ``sql`` (counted exactly once per version: an indexed
+        equality costs well under a millisecond)."""
+        with self._lock:
+            known = self._matches_all.get(sql)
+        if known is None:
+            known = self.dataset.count_rows(filter=sql) == self.rows
+            with self._lock:
+                self._matches_all[sql] = known
+        return known
+
+    def max_window_days(self) -> int | None:
+        """The longest ``t_end - t_start`` of any row, in days (read on first use), or None
+        when some row has an end but no start (then no lower bound on ``t_start`` follows
+        from ``t_end > start``). See ``filters.compile_filters``."""
+        with self._lock:
+            if self._window is None:
+                windows = self.dataset.to_table(columns=["t_start", "t_end"], filter="t_end IS NOT NULL")
+                if windows["t_start"].null_count:
+                    self._window = (None,)
+                else:
+                    starts = windows["t_start"].cast(pa.int32()).to_numpy()
+                    ends = windows["t_end"].cast(pa.int32()).to_numpy()
+                    self._window = (int((ends - starts).max(initial=0)),)
+            return self._window[0]
+
     def estimate(self, sql: str | None) -> int:
         """Rows of the table matching ``sql`` (None: all), estimated from the sample
         (taken on first use)."""
         dataset = self.dataset
         if sql is None:
             return self.rows
-        with self._lock:
+        with self._lock:  # only the first call per profile loads; queries then run side by side
             if self.sample is None:
                 self.sample, self.sampled_rows = _sample(dataset, self.rows), self.rows
             if self._duckdb is None:
-                self._duckdb = duckdb.connect()
-                self._duckdb.register("sample", self.sample)
-            try:
-                hits = self._duckdb.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()[0]
-            except duckdb.Error:
-                hits = None
+                self._duckdb = duckdb.connect(config={"threads": 1})  # ~1 ms queries: no parallelism
+                self._duckdb.register("sample_arrow", self.sample)  # a table, not a view: cursors see it
+                self._duckdb.execute("CREATE TABLE sample AS SELECT * FROM sample_arrow")
+                self._duckdb.unregister("sample_arrow")
+            connection = self._duckdb
+        try:
+            with connection.cursor() as cursor:  # one cursor per call: threads do not serialise
+                hits = cursor.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()[0]
+        except duckdb.Error:
+            hits = None
         if hits is None:  # SQL DuckDB does not take: count exactly with LanceDB
             return dataset.count_rows(filter=sql)
         if self.sample.num_rows >= self.rows:
@@ -100,17 +152,20 @@ def _single_model(dataset, rows: int) -> str | None:
     return model
 
 
-_CACHE: dict[tuple[str, str], TableProfile] = {}
+_CACHE: OrderedDict[tuple[str, str], TableProfile] = OrderedDict()  # (store, table), recently used last
 _CACHE_LOCK = threading.Lock()
+MAX_PROFILES = 64  # tables profiled at once per process (a sample is ~1 MB)
 
 
 def table_profile(store: EmbeddingStore, name: str) -> TableProfile:
     """The profile of the latest version of table ``name`` (``store.dataset``), computed
     once per version; the sample survives versions while the row count stays close."""
-    dataset = store.dataset(name)  # SpecError when absent
+    dataset = store.dataset(name)  # NotFound when absent
     key = (store.uri, name)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
+        if cached is not None:
+            _CACHE.move_to_end(key)
     if cached is not None and cached.version == dataset.version:
         return cached
     rows = dataset.count_rows()
@@ -121,4 +176,7 @@ def table_profile(store: EmbeddingStore, name: str) -> TableProfile:
                            cached.sample if keep else None, cached.sampled_rows if keep else 0)
     with _CACHE_LOCK:
         _CACHE[key] = profile
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > MAX_PROFILES:
+            _CACHE.popitem(last=False)
     return profile

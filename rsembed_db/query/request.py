@@ -38,6 +38,8 @@ from rsembed_db.specs.temporal import MAX_YEAR, MIN_YEAR, parse_date
 from rsembed_db.specs.validate import require_choice
 
 METRICS = ("cosine", "l2", "dot")
+SPATIAL_KINDS = ("h3", "point_buffer", "bbox", "grid")
+TILING_DEFAULTS = ("auto", "any")
 SPATIAL_MATCH = ("centre", "intersects")
 MAX_K = 10_000
 
@@ -116,6 +118,18 @@ def _as_bbox(value: Any) -> BBox:
         raise SpecError("filters.bbox", str(exc)) from exc
 
 
+def parse_tiling(field_name: str, value: Any) -> str:
+    """``h3:<res>``, ``h3``, ``point_buffer``, ``bbox`` or ``grid`` (canonical spelling)."""
+    text = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(text, str) and text.startswith("h3:"):
+        res = text[3:]
+        if not res.isdigit() or not 0 <= int(res) <= 15:
+            raise SpecError(field_name, f"h3:<res> needs a resolution 0..15, got {value!r}")
+        return f"h3:{int(res)}"
+    require_choice(field_name, text, (*SPATIAL_KINDS, "h3:<res>"))
+    return text
+
+
 def _as_cell(field_name: str, value: Any) -> H3Cell:
     if isinstance(value, H3Cell):
         return value
@@ -143,6 +157,8 @@ class SearchFilters:
       tiles) or ``"intersects"`` (the footprint touches the region).
     - ``where``: a boolean SQL expression over stored scalar columns, validated by
       ``query.where.validate_where`` (no ``;``, comments, subqueries or functions).
+    - ``tiling``: rows of one spatial kind only: ``h3:<res>`` (H3 cells of that
+      resolution), ``h3`` (any resolution), ``point_buffer``, ``bbox`` or ``grid``.
     """
 
     model: str | None = None
@@ -155,6 +171,7 @@ class SearchFilters:
     h3_parent: H3Cell | None = None
     where: str | None = None
     spatial_match: str = "centre"
+    tiling: str | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
@@ -179,6 +196,8 @@ class SearchFilters:
         if self.where is not None:
             set_("where", validate_where(self.where))
         require_choice("filters.spatial_match", self.spatial_match, SPATIAL_MATCH)
+        if self.tiling is not None:
+            set_("tiling", parse_tiling("filters.tiling", self.tiling))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "SearchFilters":
@@ -207,6 +226,9 @@ class SearchRequest:
     ``result.RESULT_COLUMNS``); fewer columns read less per hit, e.g. ``("lon", "lat")``.
     ``include_vector``: add the ``vector`` column to the results.
     ``exact``: force exact search regardless of the router (for checks and baselines).
+    ``tiling``: ``auto`` (default) searches rows of the query row's own tiling (its
+    spatial kind, and H3 resolution) when the query comes from stored rows and
+    ``filters.tiling`` is not set; ``any`` searches every row.
     """
 
     vector: np.ndarray | None = None
@@ -222,6 +244,7 @@ class SearchRequest:
     columns: tuple[str, ...] = RESULT_COLUMNS
     include_vector: bool = False
     exact: bool = False
+    tiling: str = "auto"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
@@ -245,6 +268,7 @@ class SearchRequest:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise SpecError("k", f"must be an integer in 1..{MAX_K}, got {self.k!r}")
         require_choice("metric", self.metric, METRICS)
+        require_choice("tiling", self.tiling, TILING_DEFAULTS)
         if isinstance(self.columns, str) or not isinstance(self.columns, (tuple, list)):
             raise SpecError("columns", "must be a list of result column names", RESULT_COLUMNS)
         for name in self.columns:

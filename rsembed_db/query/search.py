@@ -1,11 +1,14 @@
 """Filtered similarity search over one model table: ``search(store, table, request)``.
 
-Steps: resolve the query vector (anchors.py), compile the filters to SQL plus an exact
-polygon allow-list (filters.py), choose exact or ANN from the estimated match count
-(router.py), run it in LanceDB with the filter as a prefilter, drop the query's own
-rows, and return a SearchResult. Both routes rank the same rows with LanceDB's
-distances (cosine ``1 - cos``, l2 squared, dot ``1 - dot``); the exact route is a flat
-scan (``use_index=False``), so it returns the true top-k of the matching rows.
+Steps: resolve the query vector (anchors.py), drop conditions every row meets, compile
+the filters to SQL plus an exact polygon allow-list (filters.py), choose exact or ANN
+from the estimated match count (router.py), run it, drop the query's own rows, and
+return a SearchResult. Where it runs: with the table's vectors held in memory
+(hot.py) the exact route is numpy over the rows Lance's scalar indexes select, and an
+unfiltered cosine ANN search is an in-memory HNSW graph re-ranked exactly (hot_ann.py);
+otherwise LanceDB with the filter as a prefilter (the exact route a flat scan,
+``use_index=False``). Every route ranks by LanceDB's distances (cosine ``1 - cos``, l2
+squared, dot ``1 - dot``); the exact ones return the true top-k of the matching rows.
 """
 
 from __future__ import annotations
@@ -20,19 +23,19 @@ from lance.dataset import serialize_row_addrs
 
 from rsembed_db.errors import SpecError
 from rsembed_db.query.anchors import resolve_query
-from rsembed_db.query.filters import CompiledFilter, compile_filters
-from rsembed_db.query.profile import table_profile
-from rsembed_db.query.request import SearchRequest
+from rsembed_db.query.filters import CompiledFilter, compile_filters, tiling_of
+from rsembed_db.query.hot import CACHE, HotVectors
+from rsembed_db.query.profile import TableProfile, table_profile
+from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.result import SearchResult, fetch_columns, result_table
 from rsembed_db.query.router import Route, choose_route
-from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
 
 
-def _polygon_allowlist(dataset, compiled: CompiledFilter) -> tuple[bytes, int]:
-    """Row ids passing the SQL prefilter and the exact polygon test, serialised for Lance."""
-    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_id=True)
-    ids = candidates["_rowid"].to_numpy()[compiled.polygon.mask(candidates)]
-    return serialize_row_addrs(ids.tolist()), len(ids)
+def _polygon_rows(dataset, compiled: CompiledFilter) -> np.ndarray:
+    """Row addresses passing the SQL prefilter and the exact polygon test."""
+    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_address=True)
+    return candidates["_rowaddr"].to_numpy()[compiled.polygon.mask(candidates)]
 
 
 def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql: str | None,
@@ -43,6 +46,34 @@ def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql:
     scanner = dataset.scanner(columns=[*columns, "_distance"], nearest=nearest, filter=sql, prefilter=True,
                               row_addr_allowlist=allowlist, disable_scoring_autoprojection=True)
     return scanner.to_table()
+
+
+TIE_MARGIN = 8  # extra candidates, so ties at the k-th distance are broken by key like Lance's rows
+
+
+def _nearest_hot(hot: HotVectors, dataset, query: np.ndarray, metric: str, k: int, filters: SearchFilters,
+                 allowed: np.ndarray | None, columns: list[str]) -> pa.Table | None:
+    """The exact route over in-memory vectors: the filter's row addresses from Lance's
+    scalar indexes (the time window tested in memory: on Lance it is a refine filter
+    reading each candidate's ``t_end``), distances in numpy, the result columns of the
+    nearest rows read from Lance. None when a matching row is not in the copy."""
+    window = filters.start is not None or filters.end is not None
+    if allowed is None:
+        sql = compile_filters(replace(filters, start=None, end=None)).sql if window else compile_filters(filters).sql
+        if sql is not None:
+            allowed = dataset.scanner(columns=[], filter=sql, with_row_address=True).to_table()["_rowaddr"].to_numpy()
+    positions = None if allowed is None else hot.positions(allowed)
+    if allowed is not None and positions is None:
+        return None
+    if window:
+        positions = hot.in_window(positions, filters.start, filters.end)
+    return _rows_at(dataset, *hot.nearest(query, positions, metric, k + TIE_MARGIN), columns)
+
+
+def _rows_at(dataset, addresses: np.ndarray, distances: np.ndarray, columns: list[str]) -> pa.Table:
+    """The ``columns`` of the rows at ``addresses`` (read from Lance), with ``_distance``."""
+    rows = dataset._take_rows(addresses.tolist(), columns=columns)  # noqa: SLF001 - take by row address
+    return rows.append_column("_distance", pa.array(distances, pa.float32()))
 
 
 def _finish(rows: pa.Table, excluded: tuple[str, ...], request: SearchRequest, model: str | None) -> pa.Table:
@@ -67,27 +98,70 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
     profile = table_profile(store, table_name)
     dataset = profile.dataset
     resolved = resolve_query(profile, request)
-    compiled = compile_filters(request.filters)
+    notes = []
+    if request.tiling == "auto" and request.filters.tiling is None and resolved.keys:
+        tilings = profile.tilings()
+        tiling = next(iter(tilings)) if len(tilings) == 1 else _tiling_of_key(dataset, resolved.keys[0])
+        request = replace(request, filters=replace(request.filters, tiling=tiling))
+        notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
+    filters = _without_table_wide(request.filters, profile)
+    compiled = compile_filters(filters, max_window_days=profile.max_window_days() if filters.start else None)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
     try:
-        allowlist, allowed = _polygon_allowlist(dataset, compiled) if compiled.polygon else (None, None)
-        if allowed == 0:
+        allowed = _polygon_rows(dataset, compiled) if compiled.polygon else None
+        allowlist = None if allowed is None else serialize_row_addrs(allowed.tolist())
+        hot = CACHE.fresh((store.uri, table_name), dataset, profile.fragments())
+        if allowed is not None and len(allowed) == 0:
             route, rows = Route("exact", "no row inside the polygon", 0), None
         else:
             route = choose_route(profile, request.metric,
-                                 lambda: allowed if allowed is not None else profile.estimate(compiled.sql),
+                                 lambda: len(allowed) if allowed is not None else profile.estimate(compiled.sql),
                                  request.exact)
             if allowed is not None:  # the polygon test counted the matching rows exactly
-                route = replace(route, matched=allowed)
+                route = replace(route, matched=len(allowed))
             fetch = request.k + len(excluded)
-            rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+
+            def run(route: Route) -> tuple[Route, pa.Table]:
+                if route.kind == "ann" and hot is not None and hot.ann is not None and compiled.sql is None \
+                        and allowed is None and request.metric == "cosine":
+                    addresses, distances = hot.ann_nearest(resolved.vector, request.metric, fetch + TIE_MARGIN)
+                    return (replace(route, reason=f"{route.reason}; in-memory HNSW, re-ranked exactly"),
+                            _rows_at(dataset, addresses, distances, columns))
+                if route.kind == "exact" and hot is not None:
+                    rows = _nearest_hot(hot, dataset, resolved.vector, request.metric, fetch, filters, allowed, columns)
+                    if rows is not None:
+                        return replace(route, reason=f"{route.reason}; over in-memory vectors"), rows
+                return route, _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql,
+                                       allowlist, columns)
+
+            route, rows = run(route)
             if route.kind == "ann" and rows.num_rows < fetch:  # cannot fill k: the estimate was off
-                route = Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact", route.matched)
-                rows = _nearest(dataset, resolved.vector, request.metric, fetch, route, compiled.sql, allowlist, columns)
+                route, rows = run(Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact",
+                                        route.matched))
     except (ValueError, OSError) as exc:
         raise _filter_error(exc, request) from exc
     if rows is None:
         rows = pa.schema([*(dataset.schema.field(c) for c in columns), pa.field("_distance", pa.float32())]).empty_table()
     return SearchResult(_finish(rows, excluded, request, profile.model), request.metric, request.k, route.kind,
-                        route.matched, resolved.keys, time.perf_counter() - started, [route.reason])
+                        route.matched, resolved.keys, time.perf_counter() - started, [*notes, route.reason])
+
+
+def _without_table_wide(filters: SearchFilters, profile: TableProfile) -> SearchFilters:
+    """``filters`` without the conditions every row of the table meets: the tiling of a
+    table of one tiling, the model and model variant of a table of one variant (the usual
+    case; the service adds the variant to every model query). Each would otherwise make
+    LanceDB prefilter every row."""
+    wanted = filters.tiling
+    if wanted is not None and all(t == wanted or (wanted == "h3" and t.startswith("h3")) for t in profile.tilings()):
+        filters = replace(filters, tiling=None)
+    if filters.model is not None and filters.model == profile.model:
+        filters = replace(filters, model=None)
+    if filters.model_config is not None and profile.matches_all(f"model_config = {sql_quote([filters.model_config])}"):
+        filters = replace(filters, model_config=None)
+    return filters
+
+
+def _tiling_of_key(dataset, key: str) -> str:
+    row = dataset.to_table(columns=["spatial_kind", "h3_res"], filter=f"key = {sql_quote([key])}").to_pylist()[0]
+    return tiling_of(row["spatial_kind"], row["h3_res"])

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from rsembed_db import __version__
+from rsembed_db.query import hot
 from rsembed_db.service import (
     routes_catalog,
     routes_cells,
@@ -38,6 +39,7 @@ The map explorer is at `/explore`.
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The service over ``settings`` (default: ``ServiceSettings.from_env()``)."""
     shared = ServiceContext(settings or ServiceSettings.from_env())
+    hot.configure(shared.settings.search_cache_mb)  # process-wide: the service is the process
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

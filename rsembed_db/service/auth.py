@@ -92,9 +92,11 @@ _key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="API k
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
 
 
-def principal(request: Request,
-              key: Annotated[str | None, Security(_key_header)],
-              bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> Principal:
+# The dependencies are coroutines (they only read headers and settings): FastAPI runs a
+# plain ``def`` dependency in its thread pool, a hop per dependency per request.
+async def principal(request: Request,
+                    key: Annotated[str | None, Security(_key_header)],
+                    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> Principal:
     """The caller's scope; 401 for an unknown key. An open service grants write to all."""
     keys: ApiKeys = request.app.state.ctx.settings.api_keys
     if not keys:
@@ -108,13 +110,13 @@ def principal(request: Request,
     return Principal(scope, key_id(given))
 
 
-def require_read(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def require_read(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.scope is None and not request.app.state.ctx.settings.public_reads:
         raise ApiError(401, KEY_HEADER, f"an API key is required: send {KEY_HEADER} or Authorization: Bearer")
     return who
 
 
-def require_write(who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def require_write(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.scope is None:
         raise ApiError(401, KEY_HEADER, f"a write API key is required: send {KEY_HEADER} or Authorization: Bearer")
     if not who.can_write:

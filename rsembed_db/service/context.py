@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -32,7 +34,7 @@ class NoImagery:
 
     name = "none"
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
         raise ApiError(503, "imagery", NO_IMAGERY)
 
 
@@ -42,18 +44,41 @@ class ServiceContext:
         self.store = EmbeddingStore(settings.db)
         self.jobs = IngestJobs(self.store, settings.ingest_workers)
         self.sql_workers = SqlWorkers(spares=1)  # a query process started ahead of each query
-        self._producers: dict[tuple[str, str], Producer] = {}
+        self._producers: OrderedDict[tuple[str, str], Future[Producer]] = OrderedDict()
         self._source: ImagerySource | None = None
         self._lock = threading.Lock()
 
     def producer(self, model: str, model_config: dict[str, Any] | None = None) -> Producer:
-        """The (cached) producer of ``model`` over the server's imagery."""
+        """The producer of ``model`` over the server's imagery, kept for the next requests.
+
+        At most ``settings.max_producers`` configurations stay loaded (least recently used
+        evicted). A producer is built outside the lock, once, whoever else asks for it
+        meanwhile (they wait for that build); a failed build is not kept."""
         config = dict(model_config or {})
         cache_key = (model, canonical_json(config))
         with self._lock:
-            if cache_key not in self._producers:
-                self._producers[cache_key] = self._make(model, config)
-            return self._producers[cache_key]
+            future = self._producers.get(cache_key)
+            owner = future is None
+            if owner:
+                future = self._producers[cache_key] = Future()
+                while len(self._producers) > self.settings.max_producers:
+                    self._producers.popitem(last=False)
+            else:
+                self._producers.move_to_end(cache_key)
+        assert future is not None
+        if owner:
+            try:
+                future.set_result(self._make(model, config))
+            except BaseException as exc:
+                with self._lock:
+                    if self._producers.get(cache_key) is future:
+                        del self._producers[cache_key]
+                future.set_exception(exc)
+        return future.result()
+
+    def loaded_producers(self) -> int:
+        with self._lock:
+            return len(self._producers)
 
     def _make(self, model: str, config: dict[str, Any]) -> Producer:
         if is_product(model):
@@ -80,7 +105,8 @@ class ServiceContext:
         self.sql_workers.close()
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
+    """The shared context (a coroutine: no thread-pool hop per request)."""
     return request.app.state.ctx
 
 

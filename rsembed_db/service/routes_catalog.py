@@ -31,7 +31,7 @@ def model(name: str, _: Reader) -> dict[str, Any]:
 
 @router.get("/tables", summary="Stored tables: rows, vector width, models", responses=errors(401))
 def tables(ctx: Context, _: Reader) -> dict[str, Any]:
-    return {"tables": [{"name": i.name, "rows": i.rows, "dim": i.dim, "models": list(i.models)}
+    return {"tables": [{"name": i.name, "rows": i.rows, "dim": i.dim, "models": list(i.models), "tilings": i.tilings}
                        for i in ctx.store.info()]}
 
 

@@ -16,7 +16,7 @@ import xarray as xr
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from rsembed_db.errors import SpecError
+from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.query.compute import MissingEmbeddings, check_roi_sizes, read_through
 from rsembed_db.query.formats import json_value
 from rsembed_db.service import params
@@ -40,7 +40,7 @@ class EmbeddingsBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"examples": [{
         "model": "mosaiks", "spatials": [{"lon": 12.6, "lat": 52.49, "buffer_m": 500},
-                                         {"bbox": [12.55, 52.47, 12.57, 52.48]}, {"h3": "881f1d4b1bfffff"}],
+                                         {"bbox": [12.55, 52.47, 12.57, 52.48]}, {"h3": "881f1c6481fffff"}],
         "temporal": {"year": 2017}, "output": {"mode": "pooled", "pooling": "mean"}}]})
 
     model: str
@@ -101,13 +101,17 @@ class _Query:
 
 
 def _answer(ctx: ServiceContext, who: Principal, q: _Query) -> dict[str, Any]:
-    producer = ctx.producer(q.model, q.config)
+    producer = ctx.producer(q.model, q.config).for_request(q.modality, q.sensor)
     requests = [_roi_under(prefix, lambda s=s: producer.request(s, q.temporal, q.output, q.sensor, q.fetch,
                                                                  q.input_prep, q.modality))
                 for s, prefix in zip(q.spatials, q.prefixes)]
     check_roi_sizes(producer, requests, ctx.settings.max_roi_pixels, q.prefixes, q.scale_field)
     try:
         embeddings = read_through(producer, requests, ctx.store, compute=q.compute == "auto" and who.can_write)
+    except TileFailure as exc:
+        field = "spatial" if len(requests) == 1 else next(
+            (f"spatials[{i}]" for i, r in enumerate(requests) if r.key == exc.key), "spatials")
+        raise ApiError(422, field, f"cannot compute this embedding: {exc}") from None
     except MissingEmbeddings as exc:
         if q.compute == "auto":
             raise ApiError(403, KEY_HEADER, f"{len(exc.keys)} embedding(s) not stored; computing them "

@@ -37,7 +37,7 @@ def post_search(
                     "models such as remoteclip); k, metric, filters, exclude_query, include_vector, exact.",
         examples=[EXAMPLE])],
     request: Request, ctx: Context, _: Reader,
-) -> Response | dict[str, Any]:
+) -> Response:
     media = negotiate(request.headers.get("accept"), FORMATS)
     fields = dict(body)
     table, model = fields.pop("table", None), fields.pop("model", None)
@@ -56,6 +56,8 @@ def post_search(
         return Response(ipc_stream_bytes(result.to_arrow()), media_type=ARROW_STREAM)
     if media == GEOJSON:
         return JSONResponse(result.to_geojson(), media_type=GEOJSON)
-    return {"table": table, "metric": result.metric, "k": result.k, "route": result.route,
-            "matched": result.matched, "query_keys": list(result.query_keys),
-            "seconds": round(result.seconds, 4), "notes": result.notes, "results": result.to_dicts()}
+    # A JSONResponse goes out as built: a returned dict would first be walked by FastAPI's
+    # jsonable_encoder (every coordinate of every footprint), slower than the search itself.
+    return JSONResponse({"table": table, "metric": result.metric, "k": result.k, "route": result.route,
+                         "matched": result.matched, "query_keys": list(result.query_keys),
+                         "seconds": round(result.seconds, 4), "notes": result.notes, "results": result.to_dicts()})

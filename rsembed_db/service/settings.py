@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from rsembed_db.errors import SpecError
+from rsembed_db.query.hot import ENV_BUDGET
 from rsembed_db.query.sql import SqlLimits
 from rsembed_db.service.auth import ApiKeys
 from rsembed_db.store.lance_store import default_db_path
@@ -28,6 +30,9 @@ class ServiceSettings:
     (rows a map view or change request may span before it must be narrowed).
     ``basemap_style``: a MapLibre style URL the explorer draws under the cells (default:
     the country outlines shipped with the package, offline).
+    ``max_producers``: model configurations kept loaded (least recently used evicted).
+    ``search_cache_mb``: tables' vectors kept in memory for exact searches
+    (``query.hot``; ``$RSEMBED_SEARCH_CACHE_MB``; 0: none).
     """
 
     db: str = field(default_factory=default_db_path)
@@ -45,12 +50,15 @@ class ServiceSettings:
     max_cells: int = 5_000
     max_view_rows: int = 200_000
     basemap_style: str | None = None
+    max_producers: int = 8
+    search_cache_mb: float = 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServiceSettings:
         """Read ``RSEMBED_DB``, ``RSEMBED_IMAGERY`` (paths separated by ``os.pathsep``),
         ``RSEMBED_IMAGERY_DATE``, ``RSEMBED_SOURCE``, ``RSEMBED_API_KEYS`` / ``RSEMBED_API_KEYS_FILE``,
-        ``RSEMBED_PUBLIC_READS`` (1/true), ``RSEMBED_BASEMAP_STYLE``; ``overrides`` win over the environment."""
+        ``RSEMBED_PUBLIC_READS`` (1/true), ``RSEMBED_BASEMAP_STYLE``, ``RSEMBED_SEARCH_CACHE_MB``;
+        ``overrides`` win over the environment."""
         env = os.environ
         values: dict[str, object] = {
             "db": default_db_path(),
@@ -60,6 +68,16 @@ class ServiceSettings:
             "api_keys": ApiKeys.from_env(env),
             "public_reads": env.get("RSEMBED_PUBLIC_READS", "").lower() in ("1", "true", "yes"),
             "basemap_style": env.get("RSEMBED_BASEMAP_STYLE") or None,
+            "search_cache_mb": _megabytes(env.get(ENV_BUDGET)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _megabytes(raw: str | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise SpecError(ENV_BUDGET, f"must be a number of megabytes, got {raw!r}") from None

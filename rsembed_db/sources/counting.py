@@ -4,6 +4,7 @@
 plus the retries the source reports) and fetches each (chip grid, window, sensor)
 once: concurrent callers of the same fetch wait for the one in flight, and the last
 ``cache_size`` chips are kept, so models that need the same imagery share one fetch.
+The frame count is part of what makes two fetches the same (``frames``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.frames import require_frames
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.temporal import TemporalSpec
@@ -54,11 +56,13 @@ class FetchStats:
         return ", ".join(f"{counts[name]} {name}" for name in COUNTERS)
 
 
-def fetch_key(grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> str:
-    """What makes two fetches the same: the pixel grid (not the ROI), the window, the sensor."""
+def fetch_key(grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> str:
+    """What makes two fetches the same: the pixel grid (not the ROI), the window, the sensor,
+    the frame count."""
+    frame_count = {"frames": frames} if frames != 1 else {}
     return canonical_json({"crs": grid.crs, "transform": list(grid.transform)[:6],
                            "shape": [grid.height, grid.width], "temporal": temporal.to_dict(),
-                           "sensor": sensor.to_dict()})
+                           "sensor": sensor.to_dict(), **frame_count})
 
 
 class CountingSource:
@@ -74,8 +78,8 @@ class CountingSource:
         self._cache: OrderedDict[str, Chip] = OrderedDict()
         self._flights: dict[str, Future] = {}
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
-        key = fetch_key(grid, temporal, sensor)
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
+        key = fetch_key(grid, temporal, sensor, require_frames(frames))
         self.stats.add(planned=1)
         with self._lock:
             chip = self._cache.get(key)
@@ -88,6 +92,7 @@ class CountingSource:
         if chip is not None:
             self.stats.add(cached=1)
             return replace(chip, grid=grid)
+        assert flight is not None  # nothing cached: a fetch of this chip is under way (ours when owner)
         if not owner:
             try:
                 chip = flight.result()  # the owner's chip, or its error
@@ -97,7 +102,9 @@ class CountingSource:
             self.stats.add(cached=1)
             return replace(chip, grid=grid)
         try:
-            chip = self.source.fetch(grid, temporal, sensor)
+            # frames only when > 1: a source written before multi-frame chips still serves single frames
+            chip = (self.source.fetch(grid, temporal, sensor, frames=frames) if frames > 1
+                    else self.source.fetch(grid, temporal, sensor))
         except BaseException as exc:
             with self._lock:
                 del self._flights[key]

@@ -15,6 +15,10 @@ stitched exactly, and a block refused as too large is halved again. At most
 ``max_concurrent`` requests run at once; quota and transient errors (HTTP 429, "Too
 many concurrent aggregations", 5xx) are retried with exponential backoff.
 
+``frames=T > 1``: one fetch (collection filter, composite, pixels) per frame bin,
+exactly as a single-frame fetch of that bin; a bin without a scene or a valid pixel is
+back-filled with the whole window's composite (``sources.frames``).
+
 Credentials: run ``earthengine authenticate`` once and set ``RSEMBED_EE_PROJECT`` (or
 ``EE_PROJECT``) to the Google Cloud project registered for Earth Engine.
 """
@@ -26,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +41,7 @@ from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.sources.base import Chip
 from rsembed_db.sources.counting import FetchStats
 from rsembed_db.sources.earthengine_collections import EECollection, find_collection
+from rsembed_db.sources.frames import fetch_frames, frame_bins, require_frames
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.tiling.chip_grid import ChipGrid
@@ -110,8 +116,13 @@ class EarthEngineSource:
                 self._ee, self._ready = ee, True
             return ee
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
-        """The composite on ``grid``; TileFailure when no scene or no valid pixel covers it."""
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
+        """The composite on ``grid`` (``frames`` > 1: one composite per frame bin); TileFailure
+        when no scene or no valid pixel covers it."""
+        if require_frames(frames) > 1:
+            frame_bins(temporal, frames)  # a bad frame count fails before any request
+            return fetch_frames(lambda window: self.fetch(grid, window, sensor), grid, temporal, sensor, frames,
+                                {"source": self.name})
         ee = self.initialize()
         family = find_collection(sensor.collection)
         bands = tuple(family.band_name(b) for b in sensor.bands)
@@ -193,7 +204,7 @@ class EarthEngineSource:
         while todo:
             block = todo.pop()
             try:
-                pixels = self._call(lambda b=block: self._request(ee, image, names, grid, b))
+                pixels = self._call(partial(self._request, ee, image, names, grid, block))
             except Exception as exc:
                 if _mentions(exc, _TOO_LARGE) and block[2] * block[3] > 1:
                     todo += _halves(block)

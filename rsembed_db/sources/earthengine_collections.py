@@ -53,7 +53,9 @@ class EECollection:
 
     def collection_ids(self, sensor: SensorSpec) -> tuple[str, ...]:
         """The Earth Engine ids to read for ``sensor`` (linear or dB for SAR)."""
-        return self.linear_ids if self.sar and sensor.use_float_linear else self.ids
+        if self.linear_ids is not None and sensor.use_float_linear:
+            return self.linear_ids
+        return self.ids
 
     def band_name(self, name: str) -> str:
         """The Earth Engine band of a requested name; SpecError listing what exists."""

@@ -6,6 +6,10 @@ Published layout: ``<year>/<zone><N|S>/<name>.tiff``; each file 8192 x 8192 pixe
 read from a local path or over HTTP(S) with range requests (GDAL ``/vsicurl/``), warped
 (nearest neighbour, so an aligned grid is copied exactly and a bottom-up file comes out
 north-up) onto the request's chip grid; overlapping files are mosaicked, first wins.
+
+File names carry no location: the published index (``aef_index.parquet`` / ``.csv``, see
+``gse_index``) says which files cover a place. It is used when configured (``index``) or
+found at the top of a configured directory; otherwise every file's header is read once.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
 from rsembed_db.errors import SpecError, TileFailure
+from rsembed_db.sources.gse_index import CogFile, GseIndex, find_index
+from rsembed_db.specs.spatial import WGS84
 from rsembed_db.tiling.chip_grid import ChipGrid
 
 BANDS = tuple(f"A{i:02d}" for i in range(64))
@@ -40,25 +45,37 @@ def dequantise(raw: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class CogFile:
-    location: str
-    year: int
-    crs: str
-    bounds: tuple[float, float, float, float]  # in ``crs``, whatever the row order
-
-
 class GseCogSource:
-    """COGs named by local paths/directories or URLs (comma-separated or a sequence)."""
+    """COGs named by local paths/directories or URLs (comma-separated or a sequence), found
+    through the published ``index`` (a path or URL; None: one at the top of a configured
+    directory, unless ``find_index_file`` is False; else every file's header)."""
 
     name = "gse-cog"
 
-    def __init__(self, locations: str | Sequence[str]) -> None:
+    def __init__(self, locations: str | Sequence[str], index: str | None = None, find_index_file: bool = True) -> None:
         if isinstance(locations, str):
             locations = [p.strip() for p in locations.split(",") if p.strip()]
         self.locations = list(locations)
+        self.index_location = index or (find_index(self.locations) if find_index_file else None)
         self._files: list[CogFile] | None = None
+        self._index: GseIndex | None = None
         self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Load the index, or read every file's header (once; configuration errors surface here)."""
+        if self.index_location:
+            self.index()
+        else:
+            self.files()
+
+    def index(self) -> GseIndex:
+        with self._lock:
+            if self._index is None:
+                root = self.locations[0] if len(self.locations) == 1 else None
+                if root is not None and not (re.match(r"^(https?|s3|gs)://", root) or Path(root).expanduser().is_dir()):
+                    root = None
+                self._index = GseIndex.load(str(self.index_location), root)
+            return self._index
 
     def files(self) -> list[CogFile]:
         """Every COG with its year and footprint (headers read once)."""
@@ -67,14 +84,19 @@ class GseCogSource:
                 self._files = [self._describe(loc) for loc in self._expand()]
             return self._files
 
+    def candidates(self, grid: ChipGrid, year: int) -> list[CogFile]:
+        """Files of ``year`` that may cover ``grid``: from the index, else from the headers."""
+        if self.index_location:
+            west, south, east, north = transform_bounds(grid.crs, WGS84, *grid.bounds, densify_pts=21)
+            return self.index().lookup(year, west, south, east, north)
+        return [f for f in self.files() if f.year == year]
+
     def read(self, grid: ChipGrid, year: int) -> tuple[np.ndarray, list[str]]:
         """(64, H, W) float32 on ``grid`` (NaN where no file has data), files used."""
         raw = np.full((len(BANDS), grid.height, grid.width), NODATA, dtype=np.int8)
         used = []
         left, bottom, right, top = grid.bounds
-        for cog in self.files():
-            if cog.year != year:
-                continue
+        for cog in self.candidates(grid, year):
             xmin, ymin, xmax, ymax = transform_bounds(cog.crs, grid.crs, *cog.bounds, densify_pts=21)
             if xmin >= right or xmax <= left or ymin >= top or ymax <= bottom:
                 continue
@@ -87,8 +109,9 @@ class GseCogSource:
             raw[empty] = piece[empty]
             used.append(cog.location)
         if not used:
-            raise TileFailure(f"no Satellite Embedding COG for {year} covers the ROI "
-                              f"({len(self.files())} file(s) configured)")
+            known = f"{self.index().rows} file(s) in the index" if self.index_location else \
+                f"{len(self.files())} file(s) configured"
+            raise TileFailure(f"no Satellite Embedding COG for {year} covers the ROI ({known})")
         return dequantise(raw), used
 
     def _expand(self) -> list[str]:

@@ -13,6 +13,9 @@ respected), and composites them per pixel:
 
 Values are cast to float32 as stored, never rescaled: models normalise their inputs.
 Files carry no cloud information, so ``sensor.cloudy_pct`` is not applied here.
+
+``frames=T > 1`` returns a multi-frame chip (``sources.frames``): each scene of the
+window is warped once and composited with the other scenes of its frame bin.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from rasterio.warp import transform_bounds
 from rsembed_db.errors import TileFailure
 from rsembed_db.sources.base import Chip
 from rsembed_db.sources.composite import COMPOSITES
+from rsembed_db.sources.frames import DatedPlane, frame_bins, frames_from_planes, require_frames
 from rsembed_db.sources.scene_dates import compile_date_pattern
 from rsembed_db.sources.scenes import Scene, discover, scan_scene
 from rsembed_db.sources.warp import warp_to_grid
@@ -93,8 +97,11 @@ class LocalImagerySource:
                 self._scenes = tuple(sorted(scanned, key=lambda s: (s.date, str(s.path))))
             return self._scenes
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
-        """Composite the scenes of ``temporal`` on ``grid``; TileFailure when none covers it."""
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
+        """Composite the scenes of ``temporal`` on ``grid`` (``frames`` > 1: one composite per
+        frame bin); TileFailure when none covers it."""
+        if require_frames(frames) > 1:
+            frame_bins(temporal, frames)  # a bad frame count fails before any read
         scenes = self._candidates(grid, temporal)
         indexes = [scene.band_indexes(sensor.bands) for scene in scenes]
         used, planes = [], []
@@ -108,6 +115,9 @@ class LocalImagerySource:
                 f"tile lies outside all imagery: {len(scenes)} scene(s) in window "
                 f"{_window(temporal)} overlap its bounds but none has a valid pixel on it"
             )
+        if frames > 1:
+            dated = [DatedPlane(str(scene.path), scene.date, plane) for scene, plane in zip(used, planes)]
+            return frames_from_planes(grid, temporal, sensor, frames, dated, {"source": self.name})
         data = COMPOSITES[sensor.composite](np.stack(planes))
         valid = np.isfinite(data[0])
         data[:, ~valid] = sensor.fill_value
@@ -132,20 +142,20 @@ class LocalImagerySource:
         scenes = self.scenes
         chip_bounds: dict[CRS, tuple[float, ...]] = {}
         hits = []
-        for scene in scenes:
-            if not temporal.contains(scene.date):
-                continue
+        in_window = [scene for scene in scenes if temporal.contains(scene.date)]
+        for scene in in_window:
             if scene.crs not in chip_bounds:
                 chip_bounds[scene.crs] = transform_bounds(grid.crs, scene.crs, *grid.bounds, densify_pts=21)
             if _overlaps(chip_bounds[scene.crs], scene.bounds):
                 hits.append(scene)
+        if in_window and not hits:
+            raise TileFailure(f"the tile lies outside the footprint of every scene in window {_window(temporal)} "
+                              f"({len(in_window)} scene(s) there cover other places)")
         if not hits:
             dates = sorted({scene.date.isoformat() for scene in scenes})
             shown = ", ".join(dates[:_DATES_SHOWN]) + (", ..." if len(dates) > _DATES_SHOWN else "")
-            raise TileFailure(
-                f"no scene in window {_window(temporal)} intersects tile; "
-                f"{len(scenes)} scenes scanned, dates {shown}"
-            )
+            raise TileFailure(f"no scene is dated in window {_window(temporal)}; the {len(scenes)} scene(s) "
+                              f"scanned are dated {shown}")
         return hits
 
     def _warp(self, scene: Scene, indexes: tuple[int, ...], grid: ChipGrid) -> np.ndarray:

@@ -34,12 +34,19 @@ def _stats(values: np.ndarray, plane: np.ndarray, fill_value: float) -> dict[str
     return out
 
 
+def _by_band(data: np.ndarray) -> np.ndarray:
+    """(C, H, W) as given; a multi-frame (T, C, H, W) chip as (C, T, H, W)."""
+    return data if data.ndim == 3 else np.moveaxis(data, 0, 1)
+
+
 def chip_report(chip: Chip, sensor: SensorSpec, value_range: tuple[float, float] | None = None
                 ) -> dict[str, Any]:
-    """Value range, NaN / invalid / fill fractions, per-band statistics and the issues found."""
+    """Value range, NaN / invalid / fill fractions, per-band statistics (over all frames of a
+    multi-frame chip) and the issues found."""
     valid = chip.valid.astype(bool)
-    bands = {band: _stats(plane[valid], plane, sensor.fill_value) for band, plane in zip(chip.bands, chip.data)}
-    finite = chip.data[:, valid][np.isfinite(chip.data[:, valid])]
+    per_band = _by_band(chip.data)
+    bands = {band: _stats(plane[..., valid], plane, sensor.fill_value) for band, plane in zip(chip.bands, per_band)}
+    finite = chip.data[..., valid][np.isfinite(chip.data[..., valid])]
     issues = []
     invalid = 1.0 - float(valid.mean())
     if invalid > MAX_FILL_FRACTION:
@@ -61,7 +68,7 @@ def chip_report(chip: Chip, sensor: SensorSpec, value_range: tuple[float, float]
         "grid": {"crs": grid.crs, "transform": list(grid.transform)[:6], "width": grid.width,
                  "height": grid.height, "scale_m": grid.scale_m},
         "value_range": [float(finite.min()), float(finite.max())] if finite.size else None,
-        "nan_fraction": float(np.isnan(chip.data).any(axis=0).mean()),
+        "nan_fraction": float(np.isnan(chip.data).reshape(-1, *valid.shape).any(axis=0).mean()),
         "invalid_fraction": invalid,
         "valid_fraction": float(valid.mean()),
         "band_stats": bands,
@@ -71,15 +78,17 @@ def chip_report(chip: Chip, sensor: SensorSpec, value_range: tuple[float, float]
 
 
 def quicklook(chip: Chip, path: str | Path) -> Path:
-    """Save an RGB PNG of the chip (B04/B03/B02, else the first three bands, else grey),
-    each channel stretched between its 2nd and 98th percentile; invalid pixels black."""
+    """Save an RGB PNG of the chip (B04/B03/B02, else the first three bands, else grey; of
+    a multi-frame chip its first real frame), each channel stretched between its 2nd and
+    98th percentile; invalid pixels black."""
     from PIL import Image
 
     names = [normalise_band(b) for b in chip.bands]
+    data = chip.data if chip.data.ndim == 3 else chip.data[_first_real_frame(chip)]
     if all(b in names for b in RGB):
-        planes = [chip.data[names.index(b)] for b in RGB]
+        planes = [data[names.index(b)] for b in RGB]
     else:
-        planes = list(chip.data[:3]) if len(chip.bands) >= 3 else [chip.data[0]] * 3
+        planes = list(data[:3]) if len(chip.bands) >= 3 else [data[0]] * 3
     valid = chip.valid.astype(bool)
     channels = []
     for plane in planes:
@@ -91,6 +100,11 @@ def quicklook(chip: Chip, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.stack(channels, axis=-1), mode="RGB").save(path)
     return path
+
+
+def _first_real_frame(chip: Chip) -> int:
+    """The first frame of a multi-frame chip that is not back-filled."""
+    return next((i for i, filled in enumerate(chip.meta.get("frame_backfilled", [])) if not filled), 0)
 
 
 def save_report(report: dict[str, Any], chip: Chip, out_dir: str | Path, name: str) -> dict[str, Any]:

@@ -16,6 +16,9 @@ For public catalogues, no Earth Engine account needed (Earth Search's
    so 20 m bands are resampled to a 10 m chip;
 4. composites the items per pixel (``median`` or ``mosaic``, as the local source).
 
+``frames=T > 1``: one search over the window, each item read once, and each frame bin
+composites its own items (``sources.frames``).
+
 Values are read as stored (no ``raster:bands`` scale/offset applied), like local files.
 """
 
@@ -31,10 +34,11 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
 
-from rsembed_db.errors import SpecError, TileFailure
+from rsembed_db.errors import SpecError, TileFailure, Unavailable
 from rsembed_db.sources.bands import normalise_band
 from rsembed_db.sources.base import Chip
 from rsembed_db.sources.composite import COMPOSITES
+from rsembed_db.sources.frames import DatedPlane, frame_bins, frames_from_planes, require_frames
 from rsembed_db.sources.warp import warp_to_grid
 from rsembed_db.specs.sensor import SensorSpec
 from rsembed_db.specs.temporal import TemporalSpec
@@ -104,15 +108,18 @@ class StacImagerySource:
         self._client: Any = None
 
     def client(self) -> Any:
-        """The ``pystac_client.Client`` (opened once); SpecError when the URL is no STAC API."""
+        """The ``pystac_client.Client`` (opened once): Unavailable when the API cannot be
+        reached or answers with an error, SpecError when the URL is no STAC API."""
         if self._client is None:
             from pystac_client import Client
             from pystac_client.exceptions import APIError
 
             try:
                 self._client = Client.open(self.url, headers=self._headers, modifier=self._modifier)
-            except (APIError, OSError, ValueError) as exc:
-                raise SpecError("source", f"cannot open the STAC API at {self.url}: {exc}") from exc
+            except (APIError, OSError) as exc:
+                raise Unavailable(f"source: cannot reach the STAC API at {self.url}: {exc}") from exc
+            except ValueError as exc:
+                raise SpecError("source", f"{self.url} is not a STAC API: {exc}") from exc
         return self._client
 
     def search(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> list[Any]:
@@ -135,8 +142,11 @@ class StacImagerySource:
                  and (cloudy is None or item.properties.get("eo:cloud_cover", 0) <= cloudy)]
         return sorted(items, key=lambda item: (item.datetime, item.id))
 
-    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec) -> Chip:
-        """The composite of the window's items on ``grid``; TileFailure when none covers it."""
+    def fetch(self, grid: ChipGrid, temporal: TemporalSpec, sensor: SensorSpec, frames: int = 1) -> Chip:
+        """The composite of the window's items on ``grid`` (``frames`` > 1: one composite per
+        frame bin); TileFailure when none covers it."""
+        if require_frames(frames) > 1:
+            frame_bins(temporal, frames)  # a bad frame count fails before any request
         items = self.search(grid, temporal, sensor)
         collection = self.collection or sensor.collection
         if not items:
@@ -149,6 +159,10 @@ class StacImagerySource:
         if not used:
             raise TileFailure(f"{len(items)} {collection} item(s) in window but none has a valid "
                               "pixel on the tile")
+        if frames > 1:
+            dated = [DatedPlane(item.id, item.datetime.date(), plane) for item, plane in used]
+            return frames_from_planes(grid, temporal, sensor, frames, dated,
+                                      {"source": self.name, "collection": collection})
         data = COMPOSITES[sensor.composite](np.stack([plane for _, plane in used]))
         valid = np.isfinite(data[0])
         data[:, ~valid] = sensor.fill_value

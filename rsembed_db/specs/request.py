@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from rsembed_db.errors import SpecError
 from rsembed_db.specs.canonical import canonical_json, sha256_key
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
 from rsembed_db.specs.sensor import SensorSpec
@@ -32,6 +33,12 @@ class EmbeddingRequest:
     sensor: SensorSpec | None = None
     input_prep: InputPrepSpec = InputPrepSpec()
     model_config: dict[str, Any] = field(default_factory=dict)
+
+    def require_sensor(self) -> SensorSpec:
+        """The resolved sensor of a request for imagery (an on-the-fly model or a bare sensor)."""
+        if self.sensor is None:
+            raise SpecError("sensor", f"a request for {self.model!r} imagery needs a sensor")
+        return self.sensor
 
     def canonical(self) -> dict[str, Any]:
         return {

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import chain
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 import h3
 import numpy as np
 import pyproj
 import shapely
+from numpy.typing import NDArray
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 
@@ -24,6 +25,8 @@ from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice, require_number, require_positive
 
 WGS84 = "EPSG:4326"
+
+_Geometry = TypeVar("_Geometry", bound=BaseGeometry)
 
 
 def _check_lonlat(prefix: str, lon: float, lat: float) -> None:
@@ -190,8 +193,7 @@ def spatial_from_dict(data: dict[str, Any]) -> SpatialSpec:
     """Inverse of ``to_dict`` for every spatial spec."""
     if not isinstance(data, dict):
         raise SpecError("spatial", f"must be an object, got {type(data).__name__}")
-    kind = data.get("kind")
-    require_choice("spatial.kind", kind, tuple(_KINDS))
+    kind = require_choice("spatial.kind", data.get("kind"), tuple(_KINDS))
     fields = {k: v for k, v in data.items() if k != "kind"}
     try:
         return _KINDS[kind](**fields)
@@ -210,9 +212,15 @@ def transformer(src: str, dst: str) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
-def reproject_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
+def reproject_geometry(geom: _Geometry, src: str, dst: str) -> _Geometry:
     """``geom`` transformed from CRS ``src`` to ``dst`` (vertices only; densify first if needed)."""
-    return shapely.transform(geom, lambda x, y: transformer(src, dst).transform(x, y), interleaved=False)
+    project = transformer(src, dst)
+
+    def transform_xy(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = project.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack((x, y))
+
+    return shapely.transform(geom, transform_xy)
 
 
 def _to_lonlat(geom: Polygon, crs: str) -> Polygon:
@@ -223,17 +231,16 @@ def _to_lonlat(geom: Polygon, crs: str) -> Polygon:
 def lonlat_geometries(specs: Sequence[SpatialSpec]) -> np.ndarray:
     """``spec.lonlat_geometry()`` for many specs at once (H3 cells built in one call)."""
     out = np.empty(len(specs), dtype=object)
-    todo = [i for i, spec in enumerate(specs)
-            if isinstance(spec, H3Cell) and "_polygon" not in spec.__dict__]
+    todo = [spec for spec in specs if isinstance(spec, H3Cell) and "_polygon" not in spec.__dict__]
     if todo:
-        rings = [h3.cell_to_boundary(specs[i].hex) for i in todo]
+        rings = [h3.cell_to_boundary(cell.hex) for cell in todo]
         sizes = np.fromiter((len(r) + 1 for r in rings), np.int64, len(rings))
         latlng = np.array(list(chain.from_iterable((*r, r[0]) for r in rings)), dtype=np.float64)
         offsets = (np.r_[0, np.cumsum(sizes)], np.arange(len(todo) + 1))
         polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON,
                                              np.ascontiguousarray(latlng[:, ::-1]), offsets)
-        for i, polygon in zip(todo, polygons):
-            specs[i].__dict__["_polygon"] = polygon
+        for cell, polygon in zip(todo, polygons):
+            cell.__dict__["_polygon"] = polygon
     for i, spec in enumerate(specs):
         out[i] = spec.lonlat_geometry()
     return out

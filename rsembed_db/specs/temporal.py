@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.validate import require_choice
@@ -38,6 +39,23 @@ def parse_year(field: str, value: object) -> int:
     return value
 
 
+class _YearField:
+    """``TemporalSpec.year``: the constructor when read from the class, the field when read
+    from an instance (a data descriptor, so the instance value lives in its ``__dict__``)."""
+
+    @overload
+    def __get__(self, obj: None, owner: type[TemporalSpec]) -> Callable[[int], TemporalSpec]: ...
+
+    @overload
+    def __get__(self, obj: TemporalSpec, owner: type[TemporalSpec]) -> int | None: ...
+
+    def __get__(self, obj: TemporalSpec | None, owner: type[TemporalSpec]) -> Callable[[int], TemporalSpec] | int | None:
+        return owner.of_year if obj is None else obj.__dict__.get("year")
+
+    def __set__(self, obj: TemporalSpec, value: int | None) -> None:
+        obj.__dict__["year"] = value
+
+
 @dataclass(frozen=True)
 class TemporalSpec:
     """A time window, as the reference vocabulary documents it:
@@ -54,7 +72,10 @@ class TemporalSpec:
     """
 
     mode: str
-    year: int | None = None
+    if TYPE_CHECKING:  # what the ``_YearField`` descriptor installed below the class gives
+        year: _YearField = _YearField()
+    else:
+        year: int | None = None
     start: str | None = None
     end: str | None = None
 
@@ -145,15 +166,4 @@ class TemporalSpec:
         return cls.range(data["start"], data["end"])
 
 
-class _YearField:
-    """``TemporalSpec.year``: the constructor when read from the class, the field when read
-    from an instance (a data descriptor, so the instance value lives in its ``__dict__``)."""
-
-    def __get__(self, obj: TemporalSpec | None, owner: type[TemporalSpec]) -> Any:
-        return owner.of_year if obj is None else obj.__dict__.get("year")
-
-    def __set__(self, obj: TemporalSpec, value: int | None) -> None:
-        obj.__dict__["year"] = value
-
-
-TemporalSpec.year = _YearField()  # type: ignore[assignment,method-assign]
+TemporalSpec.year = _YearField()

@@ -9,13 +9,15 @@ from typing import Any, TypeVar
 from rsembed_db.errors import SpecError
 
 T = TypeVar("T")
+_Option = TypeVar("_Option")
 
 
-def require_choice(field: str, value: object, allowed: Iterable[object]) -> None:
-    """Raise SpecError unless ``value`` is one of ``allowed``."""
+def require_choice(field: str, value: object, allowed: Iterable[_Option]) -> _Option:
+    """Return the option of ``allowed`` equal to ``value``; raise SpecError if there is none."""
     options = tuple(allowed)
     if value not in options:
         raise SpecError(field, f"got {value!r}", options)
+    return options[options.index(value)]
 
 
 def require_positive(field: str, value: object) -> float:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
-from rsembed_db.errors import SpecError
+from rsembed_db.errors import NotFound, SpecError
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.store.commit import retry_on_conflict, upsert
 from rsembed_db.store.schema import (
@@ -53,6 +53,7 @@ class TableInfo:
     rows: int
     dim: int
     models: tuple[str, ...]
+    tilings: dict[str, int]  # rows per tiling: "h3:8", "point_buffer", "bbox", "grid"
 
 
 class EmbeddingStore:
@@ -87,11 +88,12 @@ class EmbeddingStore:
         return name in self._all_tables()
 
     def table(self, name: str):
-        """An existing table; SpecError naming ``table`` when absent."""
+        """An existing table; NotFound naming ``table`` (and the tables there are) when absent."""
         with self._lock:
             if name not in self._tables:
                 if not self.has_table(name):
-                    raise SpecError("table", f"no table {name!r} in {self.uri}", self.table_names())
+                    names = ", ".join(self.table_names()) or "none yet"
+                    raise NotFound("table", f"no table {name!r} in {self.uri} (tables: {names})")
                 self._tables[name] = self.db.open_table(name)
             table = self._tables[name]
         table.checkout_latest()
@@ -124,9 +126,13 @@ class EmbeddingStore:
         out = []
         for name in self.table_names():
             table = self.table(name)
-            models = table.to_lance().to_table(columns=["model"])["model"]
-            out.append(TableInfo(name, table.count_rows(), vector_dim(table.schema),
-                                 tuple(sorted(set(models.to_pylist())))))
+            rows = table.to_lance().to_table(columns=["model", "spatial_kind", "h3_res"])
+            tilings: dict[str, int] = {}
+            for row in rows.group_by(["spatial_kind", "h3_res"]).aggregate([([], "count_all")]).to_pylist():
+                label = f"h3:{row['h3_res']}" if row["spatial_kind"] == "h3" else row["spatial_kind"]
+                tilings[label] = tilings.get(label, 0) + row["count_all"]
+            out.append(TableInfo(name, rows.num_rows, vector_dim(table.schema),
+                                 tuple(sorted(set(rows["model"].to_pylist()))), dict(sorted(tilings.items()))))
         return out
 
     # writes ---------------------------------------------------------------

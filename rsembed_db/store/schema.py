@@ -101,6 +101,14 @@ def _grid_columns(record: EmbeddingRecord) -> dict[str, Any]:
     }
 
 
+def h3_hex(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """H3 cell ids (uint64, nulls allowed) as their hex strings (``881f1c6481fffff``): the
+    spelling h3 and GIS tools use, and one that survives readers that turn nullable
+    uint64 into float64 (pandas, geopandas)."""
+    ids = values.to_pylist()
+    return pa.array([None if v is None else format(v, "x") for v in ids], pa.string())
+
+
 def records_to_arrow(records: list[EmbeddingRecord], dim: int) -> pa.Table:
     """Arrow table in ``embedding_schema(dim)``; raises ValueError on a wrong width.
 

@@ -1,12 +1,13 @@
 """Synthetic embedding tables for tests and benchmarks, written as Arrow in a few commits.
 
 Rows are every H3 cell of resolution ``res`` under ``parent`` times every year in
-``years`` (annual windows). Vectors have low intrinsic dimension, like real EO
-embeddings: a per-region "land cover" class mean in a ``latent``-d space, a per-year
-drift and per-row noise, mapped to ``dim`` dimensions by a fixed random matrix, plus a
-little isotropic noise. Neighbours are therefore spread over the whole area, so a
-spatial filter can exclude most of a query's true neighbours: the hard case for ANN
-with a prefilter.
+``years``: annual windows, or with ``window_days`` one window of that many days per row
+at a pseudo-random day of its year (acquisition-like windows, for time filters).
+Vectors have low intrinsic dimension, like real EO embeddings: a per-region "land
+cover" class mean in a ``latent``-d space, a per-year drift and per-row noise, mapped
+to ``dim`` dimensions by a fixed random matrix, plus a little isotropic noise.
+Neighbours are therefore spread over the whole area, so a spatial filter can exclude
+most of a query's true neighbours: the hard case for ANN with a prefilter.
 """
 
 from __future__ import annotations
@@ -70,17 +71,31 @@ def _spatial_block(cells: list[str]) -> dict[str, pa.Array]:
     }
 
 
+def _windows(n: int, year: int, window_days: int | None) -> tuple[pa.Array, pa.Array]:
+    """``t_start`` / ``t_end`` of one year's rows: the whole year, or ``window_days``-day
+    windows starting on pseudo-random days that keep the window inside the year."""
+    start, end = dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+    if window_days is None:
+        return pa.array([start] * n, pa.date32()), pa.array([end] * n, pa.date32())
+    if not 1 <= window_days <= 180:
+        raise ValueError(f"window_days must be in 1..180, got {window_days}")
+    first = (start - dt.date(1970, 1, 1)).days
+    offsets = np.random.default_rng(year).integers(0, 365 - window_days, size=n)
+    return (pa.array((first + offsets).astype(np.int32), pa.date32()),
+            pa.array((first + offsets + window_days).astype(np.int32), pa.date32()))
+
+
 def synthetic_table(cells: list[str], year: int, vectors: np.ndarray,
-                    spatial: dict[str, pa.Array] | None = None) -> pa.Table:
+                    spatial: dict[str, pa.Array] | None = None, window_days: int | None = None) -> pa.Table:
     """One year's rows in ``embedding_schema(dim)``."""
     n, dim = vectors.shape
     spatial = spatial or _spatial_block(cells)
-    start, end = dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+    t_start, t_end = _windows(n, year, window_days)
     keys = [hashlib.sha256(f"{MODEL}/{c}/{year}".encode()).hexdigest() for c in cells]
     columns = {
         "key": pa.array(keys), "model": pa.array([MODEL] * n), "model_config": pa.array(["{}"] * n),
         **spatial,
-        "t_start": pa.array([start] * n, pa.date32()), "t_end": pa.array([end] * n, pa.date32()),
+        "t_start": t_start, "t_end": t_end,
         "year": pa.array([year] * n, pa.int16()), "pooling": pa.array(["mean"] * n),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim),
         "grid": pa.nulls(n, pa.list_(pa.float32())),
@@ -95,12 +110,12 @@ def synthetic_table(cells: list[str], year: int, vectors: np.ndarray,
 
 
 def write_synthetic(store: EmbeddingStore, table_name: str, parent: str, res: int, years: list[int],
-                    dim: int, seed: int = 0) -> np.ndarray:
+                    dim: int, seed: int = 0, window_days: int | None = None) -> np.ndarray:
     """Create ``table_name`` with one commit per year; returns the vectors in row order."""
     cells = synthetic_cells(parent, res)
     vectors = synthetic_vectors(cells, years, dim, seed)
     spatial = _spatial_block(cells)
     table = store.ensure_table(table_name, dim)
     for i, year in enumerate(years):
-        table.add(synthetic_table(cells, year, vectors[i * len(cells):(i + 1) * len(cells)], spatial))
+        table.add(synthetic_table(cells, year, vectors[i * len(cells):(i + 1) * len(cells)], spatial, window_days))
     return vectors

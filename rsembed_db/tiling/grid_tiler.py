@@ -61,7 +61,8 @@ def iter_grid_tiles(region: Region, size_m: float) -> Iterator[GridCell]:
         first, stop = math.floor(band.bounds[0] / size), math.ceil(band.bounds[2] / size)
         for start in range(first, stop, COLUMN_CHUNK):
             cols = np.arange(start, min(start + COLUMN_CHUNK, stop))
-            squares = shapely.box(cols * size, row * size, (cols + 1) * size, (row + 1) * size)
+            # types-shapely's box() overloads reject scalars broadcast with arrays, which shapely accepts.
+            squares = shapely.box(cols * size, row * size, (cols + 1) * size, (row + 1) * size)  # type: ignore[call-overload]
             # Interiors must meet: a tile that only shares an edge with the region is dropped.
             keep = shapely.intersects(native, squares) & ~shapely.touches(native, squares)
             yield from (GridCell(crs, float(c * size), float(row * size), size) for c in cols[keep].tolist())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeVar, Union, cast
 
 import numpy as np
 import shapely
@@ -23,6 +23,7 @@ from rsembed_db.errors import SpecError
 from rsembed_db.specs.spatial import WGS84, reproject_geometry
 
 Region = Union[Polygon, MultiPolygon]
+_Geometry = TypeVar("_Geometry", bound=BaseGeometry)
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 _GEOMETRIES = _POLYGONAL + ("Point", "MultiPoint", "LineString", "MultiLineString",
@@ -74,8 +75,9 @@ def region_from_geojson(obj: Any) -> Region:
             raise RegionError('FeatureCollection has no "features" list')
         if not features:
             raise RegionError("FeatureCollection has no features")
-        return shapely.union_all([_feature_geometry(f, f"feature {i}")
-                                  for i, f in enumerate(features)])
+        # The union of (non-empty) polygonal geometries is a Polygon or a MultiPolygon.
+        return cast(Region, shapely.union_all([_feature_geometry(f, f"feature {i}")
+                                               for i, f in enumerate(features)]))
     if kind == "Feature":
         return _feature_geometry(obj, "feature")
     if kind in _GEOMETRIES:
@@ -94,7 +96,7 @@ def check_utm_reach(bounds: tuple[float, float, float, float], crs: str, field: 
                                f"{MAX_FROM_MERIDIAN_DEG:g} degrees of longitude from its meridian; split it")
 
 
-def project_lonlat(geom: BaseGeometry, crs: str) -> BaseGeometry:
+def project_lonlat(geom: _Geometry, crs: str) -> _Geometry:
     """A lon/lat geometry in ``crs``, edges densified so they keep their lon/lat shape."""
     return reproject_geometry(shapely.segmentize(geom, _DENSIFY_DEG), WGS84, crs)
 
@@ -125,7 +127,8 @@ def _polygon(geometry: Any, where: str) -> Region:
         raise RegionError(f"{where} is a {kind}; only Polygon and MultiPolygon regions "
                           "can be tiled")
     try:
-        geom = shapely.force_2d(shape(geometry))
+        # ``kind`` is Polygon or MultiPolygon, so is the shape built from it.
+        geom = cast(Region, shapely.force_2d(shape(geometry)))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, shapely.errors.ShapelyError) as exc:
         raise RegionError(f"{where} has malformed {kind} coordinates: {exc}") from None
     except RecursionError:

@@ -50,3 +50,25 @@ def brute_mean(tiles: list[SyntheticTile], inside) -> np.ndarray:
         count += int(sel.sum())
     assert count > 0
     return total / count
+
+
+def make_layouts(root: Path, tiles: list[TileId], year: int = YEAR, pixel_m: float = PIXEL_M,
+                 dataset=None, **kwargs) -> tuple[dict[TileId, SyntheticTile], dict[str, Path]]:
+    """The same generated tiles in the three published layouts under ``root``:
+    ``legacy`` (0.7 tree + SHA-256 registries), ``mirror`` (today's ``npy/<dataset>`` tree +
+    manifest, with ``zarr/<store>`` beside it) and ``zarr`` (that store)."""
+    from rsembed_db.sources.tessera.datasets import DEFAULT
+    from rsembed_db.sources.tessera.synthetic import write_manifest, write_mirror_tile
+    from rsembed_db.sources.tessera.synthetic_zarr import write_zarr_store
+
+    dataset = dataset or DEFAULT
+    data = make_tree(root / "legacy", tiles, year=year, pixel_m=pixel_m, **kwargs)
+    for tile in data.values():
+        write_mirror_tile(root / "mirror", tile, dataset)
+    write_manifest(root / "mirror", dataset, [(t, year) for t in tiles])
+    store = root / "mirror" / "zarr" / dataset.zarr_dir
+    write_zarr_store(store, data.values(), shard=ZARR_SHARD, inner=ZARR_INNER)
+    return data, {"legacy": root / "legacy", "mirror": root / "mirror", "zarr": store}
+
+
+ZARR_SHARD, ZARR_INNER = 256, 32  # small shards keep the test stores small (published: 4096, 32)

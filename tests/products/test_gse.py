@@ -209,3 +209,70 @@ def test_cog_without_coverage_or_year_fails_clearly(cog_tree):
                       model_config={"cogs": str(root)})
     with pytest.raises(SpecError, match="gse.cogs"):
         get_embedding("gse", spatial=POINT, temporal=T2024, model_config={"cogs": str(root / "nope")})
+
+
+# -- the published COG index ------------------------------------------------------------
+
+def indexed_tree(cog_tree, fmt: str, prefix: str = ""):
+    """The COG tree with ``aef_index.<fmt>`` at its top, listing the COG (and another year's
+    file that does not exist), plus a corrupt ``.tiff`` the index does not list."""
+    from rsembed_db.sources.gse_synthetic import index_rows, write_index
+
+    root, data, (left, top) = cog_tree
+    bounds = (left, top - 2560.0, left + 2560.0, top)
+    rows = index_rows([("2024/33N/tile.tiff", 2024, "EPSG:32633", bounds),
+                       ("2023/33N/gone.tiff", 2023, "EPSG:32633", bounds),
+                       ("2024/32N/far.tiff", 2024, "EPSG:32632", (500_000.0, 100_000.0, 581_920.0, 181_920.0))])
+    if prefix:
+        rows["path"] = [p.replace("gs://alphaearth_foundations/satellite_embedding/v1/annual", prefix)
+                        for p in rows["path"]]
+    write_index(root / f"aef_index.{fmt}", rows)
+    (root / "2024" / "33N" / "broken.tiff").write_bytes(b"not a tiff")  # a header scan would stop here
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_cogs_are_located_through_the_published_index(cog_tree, fmt):
+    root = indexed_tree(cog_tree, fmt)
+    with pytest.raises(SpecError, match="cannot open .*broken.tiff"):  # without the index: every header
+        get_embedding("gse", spatial=POINT, temporal=T2024,
+                      model_config={"cogs": str(root), "index": "none"})
+    emb = get_embedding("gse", spatial=POINT, temporal=T2024, model_config={"cogs": str(root)})
+    assert emb.meta["files"] == [str(root / "2024" / "33N" / "tile.tiff")]
+    _, data, (left, top) = cog_tree
+    grid = chip_grid_for(POINT, 10.0)
+    r0, c0 = round((top - grid.transform.f) / 10), round((grid.transform.c - left) / 10)
+    window = data[:, r0:r0 + grid.height, c0:c0 + grid.width]
+    sel = grid.roi_mask() & (window[0] != NODATA)
+    np.testing.assert_allclose(emb.data, dequantise(window)[:, sel].astype(np.float64).mean(axis=1), rtol=1e-5, atol=1e-7)
+    with pytest.raises(TileFailure, match=r"no Satellite Embedding COG for 2022 covers the ROI \(3 file\(s\) in the index\)"):
+        get_embedding("gse", spatial=POINT, temporal=TemporalSpec.year(2022), model_config={"cogs": str(root)})
+
+
+def test_index_and_cogs_over_http(cog_tree):
+    root = indexed_tree(cog_tree, "parquet", prefix="s3://us-west-2.opendata.source.coop/tge-labs/aef/v1/annual")
+    disk = get_embedding("gse", spatial=POINT, temporal=T2024, model_config={"cogs": str(root)})
+    with serve(root) as server:
+        remote = get_embedding("gse", spatial=POINT, temporal=T2024,
+                               model_config={"cogs": server.url, "index": f"{server.url}/aef_index.parquet"})
+    np.testing.assert_array_equal(remote.data, disk.data)
+    assert remote.meta["files"] == [f"{server.url}/2024/33N/tile.tiff"]
+    assert not any("broken" in r.path or "far.tiff" in r.path for r in server.log)
+
+
+def test_index_paths_resolve_to_public_urls():
+    import pyarrow as pa
+
+    from rsembed_db.sources.gse_index import GseIndex
+    from rsembed_db.sources.gse_synthetic import index_rows
+
+    rows = index_rows([("2024/10N/abc-0000000000-0000008192.tiff", 2024, "EPSG:32610",
+                        (500_000.0, 4_000_000.0, 581_920.0, 4_081_920.0))])
+    index = GseIndex(pa.table(rows), None, "test")
+    (hit,) = index.lookup(2024, -122.9, 36.2, -122.8, 36.3)
+    assert hit.location == ("https://storage.googleapis.com/alphaearth_foundations/satellite_embedding/v1/annual/"
+                            "2024/10N/abc-0000000000-0000008192.tiff")
+    assert hit.crs == "EPSG:32610" and hit.bounds == (500_000.0, 4_000_000.0, 581_920.0, 4_081_920.0)
+    assert index.lookup(2024, -120.0, 36.2, -119.9, 36.3) == [] and index.lookup(2023, -122.9, 36.2, -122.8, 36.3) == []
+    assert GseIndex(pa.table(rows), "/data/aef", "test").lookup(2024, -122.9, 36.2, -122.8, 36.3)[0].location == \
+        "/data/aef/2024/10N/abc-0000000000-0000008192.tiff"

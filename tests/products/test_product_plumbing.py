@@ -89,7 +89,7 @@ def test_products_are_listed_and_described():
 
 
 def test_unknown_product_option_is_refused():
-    with pytest.raises(SpecError, match="tessera.folder.*allowed: dir, url, verify_local, version"):
+    with pytest.raises(SpecError, match="tessera.folder.*allowed: dir, layout, url, variant, verify_local, version"):
         make_producer("tessera", model_config={"folder": "/x"})
 
 

@@ -15,7 +15,7 @@ from rsembed_db.errors import TileFailure
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
 from rsembed_db.producers.catalog import make_producer
 from rsembed_db.sources.tessera.layout import TileId
-from rsembed_db.sources.tessera.tiles import TesseraTile
+from rsembed_db.sources.tessera.tile import TesseraTile
 from rsembed_db.specs import BBox, H3Cell, OutputSpec, PointBuffer, SpecError, TemporalSpec
 from rsembed_db.specs.spatial import WGS84, reproject_geometry, transformer
 from rsembed_db.store import EmbeddingStore
@@ -99,10 +99,10 @@ def test_tiles_in_two_utm_zones_mosaic(tmp_path):
                           lambda lon, lat: (lon >= 11.96) & (lon <= 12.04) & (lat >= 52.43) & (lat <= 52.47))
     np.testing.assert_allclose(emb.data, expected, rtol=1e-5, atol=1e-6)
 
-    for value, tile in ((1, data[west]), (2, data[east])):  # constant tiles: 1.0 west, 2.0 east
+    for value, tile in ((2, data[west]), (4, data[east])):  # constant tiles: 1.0 west, 2.0 east
         tile.quantised[:] = value
         np.save(tmp_path / tile.tile.embedding_path(YEAR), tile.quantised)
-        np.save(tmp_path / tile.tile.scales_path(YEAR), np.ones_like(tile.scales))
+        np.save(tmp_path / tile.tile.scales_path(YEAR), np.full_like(tile.scales, 0.5))
     grid = embed(tmp_path, bbox, output=OutputSpec.grid()).data
     assert grid.attrs["crs"] == "EPSG:32633" and grid.shape[0] == 128
     assert grid.attrs["transform"][4] < 0  # north-up

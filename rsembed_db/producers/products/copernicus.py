@@ -36,7 +36,7 @@ BLOCK = 40  # pixels per block side: 10 degrees
 RESOLUTION_DEG = 0.25
 
 
-class CopernicusProducer(TiledProduct):
+class CopernicusProducer(TiledProduct[tuple[int, int]]):
     name = "copernicus"
     years = (2021,)
     options = {"path": "RSEMBED_COPERNICUS_EMBED", "endpoint": "HF_ENDPOINT", "sha256": ""}
@@ -56,8 +56,8 @@ class CopernicusProducer(TiledProduct):
     @property
     def file(self) -> CopernicusEmbedFile:
         if self._file is None:
-            endpoint = str(self.setting("endpoint", HUB))
-            endpoint = None if endpoint.strip().lower() in ("", "none", "off") else endpoint
+            setting = str(self.setting("endpoint", HUB))
+            endpoint = None if setting.strip().lower() in ("", "none", "off") else setting
             self._file = CopernicusEmbedFile(self.setting("path") or default_path(), endpoint,
                                              str(self.setting("sha256", SHA256)))
         return self._file
@@ -71,7 +71,7 @@ class CopernicusProducer(TiledProduct):
                     blocks.setdefault((bi, bj), []).append(i)
         return {key: np.array(blocks[key]) for key in sorted(blocks)}
 
-    def open_tile(self, key: tuple[int, int], year: int) -> tuple[str, PixelGrid]:
+    def open_tile(self, key: tuple[int, int], year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
         info = self.file.info()
         bi, bj = key
         rows = (bi * BLOCK, min((bi + 1) * BLOCK, info.shape[0]))

@@ -3,7 +3,11 @@
 Two backends, same values up to the COGs' 8-bit quantisation:
 
 - ``cog`` (``--config cogs=...`` / ``RSEMBED_GSE_COGS``): published COGs, local paths,
-  directories or HTTP(S) URLs, comma-separated;
+  directories or HTTP(S) URLs, comma-separated; ``index`` (``RSEMBED_GSE_INDEX``): the
+  published ``aef_index.parquet`` / ``.csv`` (path or URL) that says which file covers a
+  place (found by itself at the top of a ``cogs`` directory; ``none``: read every file's
+  header instead); with an index, ``cogs`` is the
+  directory or URL holding ``<year>/<zone>/<name>.tiff`` (unset: the index's own paths);
 - ``earthengine`` (``--config project=...`` / ``RSEMBED_EE_PROJECT`` or
   ``GOOGLE_CLOUD_PROJECT``): ``computePixels`` on the collection.
 
@@ -24,6 +28,7 @@ from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.models.base import FeatureMap, ModelDescription
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.products.base import ProductProducer, check_roi_size
+from rsembed_db.producers.products.zonal import NOT_FINITE
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.sources.gse_cog import BANDS, GseCogSource
 from rsembed_db.sources.gse_earthengine import COLLECTION, GseEarthEngineSource
@@ -41,12 +46,13 @@ GROUP = 64  # records per yielded group
 class GseProducer(ProductProducer):
     name = "gse"
     years = YEARS
-    options = {"backend": "RSEMBED_GSE_BACKEND", "cogs": "RSEMBED_GSE_COGS",
+    options = {"backend": "RSEMBED_GSE_BACKEND", "cogs": "RSEMBED_GSE_COGS", "index": "RSEMBED_GSE_INDEX",
                "project": "RSEMBED_EE_PROJECT", "max_concurrency": ""}
 
     def __init__(self, **config) -> None:
         super().__init__(**config)
-        self.backend = self.setting("backend") or ("cog" if self.setting("cogs") else "earthengine")
+        cog_configured = self.setting("cogs") or self.setting("index")
+        self.backend = self.setting("backend") or ("cog" if cog_configured else "earthengine")
         require_choice("gse.backend", self.backend, BACKENDS)
         self.description = ModelDescription(
             name=self.name, dim=len(BANDS), kind="precomputed", bands=(), scale_m=SCALE_M,
@@ -63,12 +69,13 @@ class GseProducer(ProductProducer):
     def source(self) -> GseCogSource | GseEarthEngineSource:
         if self._source is None:
             if self.backend == "cog":
-                cogs = self.setting("cogs")
-                if not cogs:
+                cogs, index = self.setting("cogs") or "", self.setting("index")
+                if not cogs and not index:
                     raise SpecError("gse.cogs", "the cog backend needs the COGs: --config cogs=PATH|DIR|URL "
                                     "(or RSEMBED_GSE_COGS); they are published at "
                                     "gs://alphaearth_foundations and source.coop/tge-labs/aef")
-                self._source = GseCogSource(cogs)
+                off = index is not None and str(index).strip().lower() in ("none", "off")
+                self._source = GseCogSource(cogs, None if off else index, find_index_file=not off)
             else:
                 project = self.setting("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
                 self._source = GseEarthEngineSource(project, int(self.setting("max_concurrency", 4)))
@@ -82,7 +89,7 @@ class GseProducer(ProductProducer):
         if isinstance(source, GseEarthEngineSource):
             source.ee()  # credentials checked once, before any thread starts
         else:
-            source.files()  # paths and headers checked once
+            source.prepare()  # the index, or every file's header, read once
         with ThreadPoolExecutor(max_workers=max(int(workers), 1), thread_name_prefix="gse") as pool_:
             group: list[EmbeddingRecord | FailureRecord] = []
             for record in pool_.map(lambda r: self._one(source, r), requests):
@@ -103,6 +110,8 @@ class GseProducer(ProductProducer):
                 values, used = source.read(grid, request.temporal)
             features = FeatureMap(values, ~np.isnan(values).any(axis=0), grid.transform, grid.crs)
             vector = pool(features, grid, request.output.pooling)
+            if not np.isfinite(vector).all():
+                raise TileFailure(NOT_FINITE)
         except SpecError:
             raise
         except TileFailure as exc:

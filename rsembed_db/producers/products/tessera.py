@@ -2,15 +2,20 @@
 
 Configuration (``--config key=value`` or the environment variable):
 
-- ``dir`` (``RSEMBED_TESSERA_DIR``): local tile directory in the geotessera layout
-  (default ``$XDG_CACHE_HOME/rsembed-db/tessera/<version>``);
-- ``url`` (``RSEMBED_TESSERA_URL``): mirror to download missing tiles from (default the
-  geotessera server for ``version``; ``none`` to stay offline);
-- ``version`` (default ``v1``): dataset version, part of the storage key;
-- ``verify_local`` (default false): check local files' SHA-256 against the registry.
+- ``dir`` (``RSEMBED_TESSERA_DIR``): local directory: a geotessera download directory
+  (read in place), a copy of a mirror tree, or a Zarr store (default
+  ``$XDG_CACHE_HOME/rsembed-db/tessera/<dataset>``);
+- ``url`` (``RSEMBED_TESSERA_URL``): mirror to read missing tiles from (default today's
+  geotessera mirror; ``none`` to stay offline);
+- ``version`` (default ``v1``) and ``variant`` (default: the version's default variant):
+  the dataset, part of the storage key when not the default ``v1`` / ``vultr``;
+- ``layout`` (default ``auto``): ``legacy`` (0.7 tree), ``npy`` (today's mirror tree) or
+  ``zarr`` (per-UTM-zone store), detected when ``auto``;
+- ``verify_local`` (default false): check local files against the index (SHA-256 or size).
 
 Pooling counts each ground pixel once: a tile owns the pixels whose centre lies in its
-0.1-degree box, whatever its UTM zone; no-data and open-water pixels are skipped.
+0.1-degree box, whatever its UTM zone; no-data, open-water pixels and pixels whose scale
+fails the validity rule (finite, > 0, < 1) are skipped.
 """
 
 from __future__ import annotations
@@ -21,58 +26,69 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from rsembed_db.errors import SpecError
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.producers.products.mosaic import GridTarget
 from rsembed_db.producers.products.scanline import polygon_pixels
 from rsembed_db.producers.products.tiled import TiledProduct
 from rsembed_db.producers.products.zonal import PixelGrid
-from rsembed_db.sources.tessera.layout import DIM, SERVER, YEARS, TileId, tile_ranges
+from rsembed_db.sources.tessera.datasets import DEFAULT, dataset_for
+from rsembed_db.sources.tessera.layout import DIM, MIRROR, YEARS, TileId, tile_ranges
+from rsembed_db.sources.tessera.open import LAYOUTS, open_tiles
 from rsembed_db.sources.tessera.tiles import TesseraTiles
+from rsembed_db.sources.tessera.zarr_tiles import ZarrTiles
 from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.specs.spatial import WGS84, reproject_geometry
+from rsembed_db.specs.validate import require_choice
 from rsembed_db.tiling.chip_grid import chip_grid_for
 
 SCALE_M = 10.0
 _BOX_SEGMENT_DEG = 0.001
 
 
-class TesseraProducer(TiledProduct):
+class TesseraProducer(TiledProduct[TileId]):
     name = "tessera"
     years = YEARS
     default_year = 2021  # the reference client's year for temporal=None
-    options = {"dir": "RSEMBED_TESSERA_DIR", "url": "RSEMBED_TESSERA_URL", "version": "",
-               "verify_local": ""}
+    options = {"dir": "RSEMBED_TESSERA_DIR", "url": "RSEMBED_TESSERA_URL", "version": "", "variant": "",
+               "layout": "", "verify_local": ""}
+    flagged_as = "refused for an invalid scale (not finite, <= 0 or >= 1: a published sentinel)"
+    flagged_meta = "pixels_invalid_scale"
 
     def __init__(self, **config) -> None:
         super().__init__(**config)
-        self.version = str(self.setting("version", "v1"))
-        if not self.version.startswith("v"):
-            raise SpecError("tessera.version", f"expected a dataset version such as 'v1', got {self.version!r}")
+        self.dataset = dataset_for(str(self.setting("version", DEFAULT.version)), self.setting("variant"))
+        self.layout = str(self.setting("layout", "auto")).strip().lower()
+        require_choice("tessera.layout", self.layout, LAYOUTS)
         self.description = ModelDescription(
             name=self.name, dim=DIM, kind="precomputed", bands=(), scale_m=SCALE_M,
-            licence="CC-BY-4.0", source=f"TESSERA {self.version} via geotessera tiles ({SERVER})",
+            licence="CC-BY-4.0", source=f"TESSERA {self.dataset.label} via geotessera's published layouts ({MIRROR})",
             summary="TESSERA: Sentinel-1/2 annual time series -> 128-d per-pixel embedding "
                     "(int8 x float32 scale), 0.1-degree tiles in local UTM",
             modalities=("optical", "sar"), years=YEARS,
-            config={"version": self.version, "tile_deg": 0.1,
-                    "layout": "global_0.1_degree_representation/<year>/grid_<lon>_<lat>/"})
-        self._tiles: TesseraTiles | None = None
+            config={"version": self.dataset.version, "variant": self.dataset.variant, "layout": self.layout,
+                    "layouts": list(LAYOUTS[1:]), "key": self.key_config, "tile_deg": 0.1,
+                    "valid_scale": "finite, > 0 and < 1"})
+        self._tiles: TesseraTiles | ZarrTiles | None = None
 
     @property
     def key_config(self) -> dict[str, str]:
-        return {"version": self.version}
+        """The dataset: ``{"version": "v1"}`` for the default v1 / vultr (the key it always had),
+        version and variant for any other."""
+        if self.dataset == DEFAULT:
+            return {"version": DEFAULT.version}
+        return {"version": self.dataset.version, "variant": self.dataset.variant}
 
     @property
-    def tiles(self) -> TesseraTiles:
-        """The tile store (configured on first use, so describing the model needs no data)."""
+    def tiles(self) -> TesseraTiles | ZarrTiles:
+        """The tile source (opened on first use, so describing the model needs no data)."""
         if self._tiles is None:
             cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-            root = Path(self.setting("dir") or cache / "rsembed-db" / "tessera" / self.version)
-            url = self.setting("url", f"{SERVER}/{self.version}")
+            name = self.dataset.npy_dir or self.dataset.zarr_dir or self.dataset.version
+            root = Path(self.setting("dir") or cache / "rsembed-db" / "tessera" / name)
+            url = self.setting("url", MIRROR)
             url = None if str(url).strip().lower() in ("", "none", "off") else str(url)
             verify = str(self.setting("verify_local", False)).lower() in ("1", "true", "yes")
-            self._tiles = TesseraTiles(root.expanduser(), url, verify_local=verify)
+            self._tiles = open_tiles(root, url, self.dataset, self.layout, verify)
         return self._tiles
 
     def tiles_for(self, bounds: np.ndarray, year: int) -> dict[TileId, np.ndarray]:
@@ -91,19 +107,20 @@ class TesseraProducer(TiledProduct):
     def unpublished(self, keys: list[TileId], year: int) -> dict[TileId, str]:
         return self.tiles.unpublished(keys, year)
 
-    def open_tile(self, key: TileId, year: int) -> tuple[str, PixelGrid]:
-        tile = self.tiles.read(key, year)
+    def open_tile(self, key: TileId, year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
+        tile = self.tiles.read(key, year, tuple(bounds.tolist()))
         box = shapely.segmentize(shapely.box(*key.bounds), _BOX_SEGMENT_DEG)
         flat, _ = polygon_pixels(np.array([reproject_geometry(box, WGS84, tile.crs)]),
                                  tile.transform, tile.shape)
         owned = np.zeros(tile.shape, dtype=bool)
         owned.ravel()[flat] = True
         return key.name, PixelGrid(tile.crs, tile.transform, tile.shape, DIM, tile.valid() & owned,
-                                   owned, tile.values)
+                                   owned, tile.values, tile.flagged() & owned, tile.factors())
 
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
         chip = chip_grid_for(request.spatial, SCALE_M)
         return GridTarget(chip.crs, chip.transform, (chip.height, chip.width))
 
     def meta(self, request: EmbeddingRequest, **extra) -> dict:
-        return super().meta(request, version=self.version, **extra)
+        return super().meta(request, version=self.dataset.version, variant=self.dataset.variant,
+                            layout=self.tiles.layout, **extra)

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.tiling.plan import tile_id
 
 Record = EmbeddingRecord | FailureRecord
+TileKey = TypeVar("TileKey", bound=Hashable)  # how a product names its tiles
 
 
 @dataclass
@@ -41,21 +43,26 @@ class _TileResult:
     note: str | None = None  # the tile does not exist (not published): not an error
 
 
-class TiledProduct(ProductProducer):
+class TiledProduct(ProductProducer, Generic[TileKey]):
     """Subclasses say which tiles cover what, and how to open one."""
 
+    flagged_as: ClassVar[str] = "refused by the validity rule"  # PixelGrid.flagged, in reasons
+    flagged_meta: ClassVar[str | None] = None  # meta key counting flagged pixels (None: not recorded)
+
     @abstractmethod
-    def tiles_for(self, bounds: np.ndarray, year: int) -> dict[Hashable, np.ndarray]:
+    def tiles_for(self, bounds: np.ndarray, year: int) -> dict[TileKey, np.ndarray]:
         """Tile key -> indices of the ROIs (given their (n, 4) lon/lat bounds) it may cover,
         in reading order."""
 
-    def unpublished(self, keys: list[Hashable], year: int) -> dict[Hashable, str]:
+    def unpublished(self, keys: list[TileKey], year: int) -> dict[TileKey, str]:
         """Tiles known not to exist, with the reason; SpecError when data is unreachable."""
         return {}
 
     @abstractmethod
-    def open_tile(self, key: Hashable, year: int) -> tuple[str, PixelGrid]:
-        """The tile's name and pixels; TileFailure when it cannot be read."""
+    def open_tile(self, key: TileKey, year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
+        """The tile's name and pixels; TileFailure when it cannot be read. ``bounds`` (minlon,
+        minlat, maxlon, maxlat) covers the tile's ROIs: a product that can read part of a tile
+        may read only that part."""
 
     @abstractmethod
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
@@ -72,14 +79,14 @@ class TiledProduct(ProductProducer):
             yield from _YearRun(self, RoiSet.of(group), year).run(max(int(workers), 1))
 
 
-class _YearRun:
+class _YearRun(Generic[TileKey]):
     """State of one year's ROIs while their tiles are processed.
 
     An ROI inside a single tile is finished straight from that tile's rows; ROIs that
     span tiles accumulate in one array per pooling (``spanning``) until their last tile.
     """
 
-    def __init__(self, product: TiledProduct, rois: RoiSet, year: int) -> None:
+    def __init__(self, product: TiledProduct[TileKey], rois: RoiSet, year: int) -> None:
         self.product, self.rois, self.year = product, rois, year
         self.hows = np.array([r.output.pooling for r in rois.requests])
         self.pending = np.zeros(len(rois), dtype=np.int64)  # tiles still to merge, per ROI
@@ -109,7 +116,7 @@ class _YearRun:
             self.spanning[how] = Pooled.empty(how, len(rois), self.product.dim)
         uncovered = np.flatnonzero(self.pending == 0)
         if len(uncovered):
-            yield [self._record(i, None, NO_PIXEL, 0, False, []) for i in uncovered.tolist()]
+            yield [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in uncovered.tolist()]
         absent = self.product.unpublished(list(tiles), self.year)
         queue: deque[Future] = deque()
         keys = iter(tiles.items())
@@ -133,9 +140,11 @@ class _YearRun:
                 for future in queue:
                     future.cancel()
 
-    def _pool_tile(self, key: Hashable, idx: np.ndarray) -> _TileResult:
+    def _pool_tile(self, key: TileKey, idx: np.ndarray) -> _TileResult:
         try:
-            name, grid = self.product.open_tile(key, self.year)
+            b = self.rois.lonlat_bounds[idx]
+            bounds = np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
+            name, grid = self.product.open_tile(key, self.year, bounds)
         except SpecError:
             raise
         except TileFailure as exc:
@@ -160,13 +169,14 @@ class _YearRun:
         idx = result.idx
         self.pending[idx] -= 1
         records: list[Record] = []
-        if result.error is not None or result.note is not None:
-            bucket = self.errors if result.error is not None else self.notes
-            message = f"{result.name}: {result.error}" if result.error is not None else result.note
+        noted = ((self.errors, f"{result.name}: {result.error}") if result.error is not None
+                 else (self.notes, result.note) if result.note is not None else None)
+        if noted is not None:
+            bucket, message = noted
             for i in idx.tolist():
                 bucket.setdefault(i, []).append(message)
             lone = idx[(self.pending[idx] == 0) & (self.slots[idx] < 0)]
-            records += [self._record(i, None, NO_PIXEL, 0, False, []) for i in lone.tolist()]
+            records += [self._record(i, None, NO_PIXEL, (0, 0, 0), False, []) for i in lone.tolist()]
         for i, piece in result.pieces.items():
             if i in self.mosaics:
                 fill(self.mosaics[i], piece)
@@ -190,13 +200,16 @@ class _YearRun:
         return records
 
     def _records(self, rois: np.ndarray, pooled: Pooled, tile: str | None) -> list[Record]:
-        vectors, reasons, used, small = pooled.results()
-        return [self._record(i, vectors[k], reasons[k], int(used[k]), bool(small[k]),
-                             [tile] if tile is not None else self.sources.pop(i, []))
+        vectors, reasons, used, small = pooled.results(self.product.flagged_as)
+        excluded = np.where(small, 0, pooled.pixels - pooled.count)
+        flagged = np.where(small, 0, pooled.flagged)
+        return [self._record(i, vectors[k], reasons[k], (int(used[k]), int(excluded[k]), int(flagged[k])),
+                             bool(small[k]), [tile] if tile is not None else self.sources.pop(i, []))
                 for k, i in enumerate(rois.tolist())]
 
-    def _record(self, i: int, vector: np.ndarray | None, reason: str | None, used: int,
+    def _record(self, i: int, vector: np.ndarray | None, reason: str | None, counts: tuple[int, int, int],
                 small: bool, sources: list[str]) -> Record:
+        """``counts``: pixels pooled, pixels inside the ROI left out, and those of them flagged."""
         request = self.rois.requests[i]
         tid = tile_id(request.spatial)
         errors, notes = self.errors.pop(i, None), self.notes.pop(i, None)
@@ -205,10 +218,14 @@ class _YearRun:
             return FailureRecord(request, tid, "; ".join(errors))
         if reason is not None:
             return FailureRecord(request, tid, "; ".join(notes) if notes and not sources else reason)
+        assert vector is not None  # only rows with a reason have no vector
         grid = None
         if i in self.targets:
             target = self.targets[i]
             grid = to_dataarray(target.features(target.empty(len(vector)) if mosaic is None else mosaic))
-        extra = {"roi_smaller_than_pixel": True} if small else {}
-        meta = self.product.meta(request, tiles=sources, pixels=used, **extra)
+        used, excluded, flagged = counts
+        extra: dict[str, bool | int] = {"roi_smaller_than_pixel": True} if small else {}
+        if self.product.flagged_meta:
+            extra[self.product.flagged_meta] = flagged
+        meta = self.product.meta(request, tiles=sources, pixels=used, pixels_excluded=excluded, **extra)
         return EmbeddingRecord(request, tid, vector, grid, meta)

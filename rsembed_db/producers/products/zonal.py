@@ -2,7 +2,10 @@
 
 A product tile (or block) is pooled for every ROI touching it in one pass: the ROIs
 are rasterised together (``scanline``), pixels are gathered grouped by ROI and
-reduced in cache-sized chunks. Results are partial (sum or max, counts) and kept as
+reduced in cache-sized chunks. Where the values factorise as ``weight x int8`` (Tessera:
+one scale per pixel), a mean is a weighted sum: each ROI's int8 pixels are converted to
+float32 once and reduced by one product with their scales (BLAS gemv), so the scales are
+applied inside the product instead of multiplying every value first. Results are partial (sum or max, counts) and kept as
 arrays, one row per ROI, so an ROI spanning several tiles, even in different CRSs, is
 pooled exactly over the union of its pixels without mosaicking: each ground pixel is
 counted once, in the tile that owns it.
@@ -19,8 +22,11 @@ from affine import Affine
 from rsembed_db.producers.products.scanline import polygon_pixels
 
 CHUNK_PIXELS = 2048  # pixels per reduction step: (2048, D) float32 stays in cache
+BLOCK_PIXELS = 2048  # pixels per weighted-sum product: (2048, D) float32, 1 MiB at D = 128
+FACTORISED = True  # weighted sums of int8 x per-pixel weight by products (False: the per-pixel path; benchmarks)
 NO_PIXEL = "no pixel of the product covers the ROI"
 SMALL_NO_DATA = "the ROI is smaller than a pixel and its pixel holds no data (open water / no-data)"
+NOT_FINITE = "the pooled vector is not finite"
 
 
 @dataclass
@@ -28,7 +34,10 @@ class PixelGrid:
     """A raster in its native grid, ready for pooling.
 
     ``owned``: pixels this raster is responsible for (None: all); ``valid``: owned
-    pixels holding a value; ``values(flat)`` returns (n, dim) float32 for flat indices.
+    pixels holding a value; ``values(flat)`` returns (n, dim) float32 for flat indices;
+    ``flagged``: pixels holding data that the product's validity rule refuses (counted
+    apart from no-data, never pooled; None: none). ``factors``: the values as (quantised,
+    weight) when ``values(flat) == weight[flat, None] * quantised[flat]`` (faster means).
     """
 
     crs: str
@@ -38,6 +47,8 @@ class PixelGrid:
     valid: np.ndarray
     owned: np.ndarray | None
     values: Callable[[np.ndarray], np.ndarray]
+    flagged: np.ndarray | None = None
+    factors: tuple[np.ndarray, np.ndarray] | None = None  # (H*W, dim) int8, (H*W,) float32: values = w * q
 
 
 @dataclass
@@ -50,16 +61,20 @@ class Pooled:
     pixels: np.ndarray  # (n,) owned pixels inside the ROI, valid or not
     centre: np.ndarray  # (n, D) float32: the pixel holding the ROI centroid (NaN: none, no data)
     centre_seen: np.ndarray  # (n,) bool: that pixel lies in a raster seen so far
+    flagged: np.ndarray  # (n,) owned pixels inside the ROI refused by the validity rule
+    centre_flagged: np.ndarray  # (n,) bool: the centroid's pixel was refused by the rule
 
     @classmethod
     def empty(cls, how: str, n: int, dim: int) -> "Pooled":
         start = 0.0 if how == "mean" else -np.inf
         return cls(how, np.full((n, dim), start), np.zeros(n, np.int64), np.zeros(n, np.int64),
-                   np.full((n, dim), np.nan, np.float32), np.zeros(n, bool))
+                   np.full((n, dim), np.nan, np.float32), np.zeros(n, bool), np.zeros(n, np.int64),
+                   np.zeros(n, bool))
 
     def take(self, rows) -> "Pooled":
         return Pooled(self.how, self.total[rows], self.count[rows], self.pixels[rows],
-                      self.centre[rows], self.centre_seen[rows])
+                      self.centre[rows], self.centre_seen[rows], self.flagged[rows],
+                      self.centre_flagged[rows])
 
     def merge(self, rows: np.ndarray, other: "Pooled") -> None:
         """Fold ``other`` (one row per entry of ``rows``, all distinct) into those rows."""
@@ -69,26 +84,43 @@ class Pooled:
             self.total[rows] = np.maximum(self.total[rows], other.total)
         self.count[rows] += other.count
         self.pixels[rows] += other.pixels
+        self.flagged[rows] += other.flagged
         seen = rows[other.centre_seen]
         self.centre[seen] = other.centre[other.centre_seen]
         self.centre_seen[seen] = True
+        self.centre_flagged[seen] = other.centre_flagged[other.centre_seen]
 
-    def results(self) -> tuple[np.ndarray, list[str | None], np.ndarray, np.ndarray]:
+    def results(self, flagged_as: str = "refused by the validity rule"
+                ) -> tuple[np.ndarray, list[str | None], np.ndarray, np.ndarray]:
         """(n, D) float32 vectors, the reason per row where there is none, the pixels used,
-        and which rows are smaller than a pixel (these take the pixel holding their centroid)."""
+        and which rows are smaller than a pixel (these take the pixel holding their centroid).
+
+        ``flagged_as`` describes flagged pixels in reasons. A row whose vector is not finite
+        gets a reason too: such a vector is never stored.
+        """
         with np.errstate(invalid="ignore", divide="ignore"):
             pooled = self.total / self.count[:, None] if self.how == "mean" else self.total
         small = self.pixels == 0
         vectors = np.where(small[:, None], self.centre, pooled).astype(np.float32)
         reasons: list[str | None] = [None] * len(small)
-        bad = np.flatnonzero((self.pixels > 0) & (self.count == 0)
-                             | small & ~(self.centre_seen & ~np.isnan(self.centre[:, 0])))
-        for i in bad.tolist():
+        empty = (self.pixels > 0) & (self.count == 0) | small & ~(self.centre_seen & ~np.isnan(self.centre[:, 0]))
+        for i in np.flatnonzero(empty).tolist():
             if self.pixels[i]:
-                reasons[i] = f"no valid pixel among the {self.pixels[i]} inside the ROI (open water / no-data)"
+                reasons[i] = _no_valid_pixel(int(self.pixels[i]), int(self.flagged[i]), flagged_as)
+            elif self.centre_flagged[i]:
+                reasons[i] = f"the ROI is smaller than a pixel and its pixel is {flagged_as}"
             else:
                 reasons[i] = SMALL_NO_DATA if self.centre_seen[i] else NO_PIXEL
+        for i in np.flatnonzero(~empty & ~np.isfinite(vectors).all(axis=1)).tolist():
+            reasons[i] = NOT_FINITE
         return vectors, reasons, np.where(small, 1, self.count), small
+
+
+def _no_valid_pixel(pixels: int, flagged: int, flagged_as: str) -> str:
+    if not flagged:
+        return f"no valid pixel among the {pixels} inside the ROI (open water / no-data)"
+    return (f"no valid pixel among the {pixels} inside the ROI: {flagged} {flagged_as}, "
+            f"{pixels - flagged} open water / no-data")
 
 
 def pool_grid(grid: PixelGrid, rois: np.ndarray, centroids: np.ndarray, how: str) -> Pooled:
@@ -99,10 +131,15 @@ def pool_grid(grid: PixelGrid, rois: np.ndarray, centroids: np.ndarray, how: str
         keep = grid.owned.ravel()[flat]
         flat, owner = flat[keep], owner[keep]
     out.pixels = np.bincount(owner, minlength=len(rois))
+    if grid.flagged is not None:
+        out.flagged = np.bincount(owner[grid.flagged.ravel()[flat]], minlength=len(rois))
     keep = grid.valid.ravel()[flat]
     flat, owner = flat[keep], owner[keep]
     out.count = np.bincount(owner, minlength=len(rois))
-    _reduce(grid.values, flat, owner, out.total, how)
+    if how == "mean" and grid.factors is not None and FACTORISED:
+        _weighted_sums(*grid.factors, flat, owner, out.total)
+    else:
+        _reduce(grid.values, flat, owner, out.total, how)
     _centres(grid, centroids, out)
     return out
 
@@ -119,6 +156,29 @@ def _reduce(values: Callable[[np.ndarray], np.ndarray], flat: np.ndarray, owner:
         total[rows] = ufunc(total[rows], reduced)
 
 
+def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, owner: np.ndarray,
+                   total: np.ndarray) -> None:
+    """``total[r] += sum of weight[p] * quantised[p]`` over each ROI's pixels (``owner`` sorted).
+
+    Per ROI, in blocks of at most BLOCK_PIXELS: the int8 rows are converted to float32 once
+    (into one reused buffer) and the weighted sum is one (n) @ (n x dim) product (BLAS gemv,
+    float32) with the weights applied inside it; blocks and tiles are merged in float64.
+    Small blocks keep each product single-threaded and in cache: OpenBLAS threads a larger
+    gemv, which was 20-40x slower when several tile threads share two busy cores (measured).
+    """
+    if not len(flat):
+        return
+    buffer = np.empty((BLOCK_PIXELS, quantised.shape[1]), np.float32)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    ends = np.r_[starts[1:], len(owner)]
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        for c in range(a, b, BLOCK_PIXELS):
+            pix = flat[c:min(c + BLOCK_PIXELS, b)]
+            rows = buffer[:len(pix)]
+            np.copyto(rows, quantised[pix], casting="unsafe")
+            total[owner[a]] += weight[pix] @ rows
+
+
 def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:
     """Record, for each ROI, the value of the pixel holding its centroid when owned here."""
     if not len(centroids):
@@ -133,6 +193,8 @@ def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:
         keep = grid.owned.ravel()[flat]
         idx, flat = idx[keep], flat[keep]
     out.centre_seen[idx] = True
+    if grid.flagged is not None:
+        out.centre_flagged[idx] = grid.flagged.ravel()[flat]
     valid = grid.valid.ravel()[flat]
     if valid.any():
         out.centre[idx[valid]] = grid.values(flat[valid])

@@ -1,9 +1,14 @@
-"""Tessera tiles from a local directory, downloading missing ones from a mirror.
+"""Tessera NPY tiles from a local directory, downloading missing ones from a mirror.
 
-Local files are used as they are (``verify_local=True`` also checks their SHA-256);
-downloaded files are always checked against the registry before they are kept. A tile
-the registry does not list is not published (ocean, or not processed yet); a tile that
-is neither local nor downloadable is a configuration problem, reported once for all.
+Local tiles are found where geotessera puts them (its download directory:
+``global_0.1_degree_representation[.<variant>]/``, ``global_0.1_degree_tiff_all/``) or in a
+copy of today's mirror tree (``npy/<dataset>/``, ``landmasks/<version>/``), and used as they
+are (``verify_local=True`` also checks them against the index). Missing tiles are downloaded
+from a ``Remote`` (the 0.7 tree with its SHA-256 registry, or today's mirror with its
+manifest of sizes) into the geotessera download layout, checked before they are kept, and a
+``tessera_metadata.json`` is written as geotessera does. A tile the index does not list is
+not published (ocean, or not processed yet); a tile that is neither local nor downloadable
+is a configuration problem, reported once for all.
 """
 
 from __future__ import annotations
@@ -14,86 +19,112 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from affine import Affine
 
 from rsembed_db.errors import SpecError, TileFailure
 from rsembed_db.sources.download import DownloadError, OfflineError, download, sha256_file
+from rsembed_db.sources.tessera import layout
+from rsembed_db.sources.tessera.datasets import SIDECAR, Dataset, write_sidecar
 from rsembed_db.sources.tessera.layout import (
     DIM,
+    EMBEDDINGS_DIR,
     LANDMASKS_REGISTRY_FILE,
     REGISTRY_FILE,
     TileId,
 )
-from rsembed_db.sources.tessera.registry import TesseraRegistry
+from rsembed_db.sources.tessera.probe import detect_remote
+from rsembed_db.sources.tessera.registry import FileCheck, TileIndex
+from rsembed_db.sources.tessera.tile import TesseraTile
 
 MAX_LISTED = 5
 
 
-@dataclass
-class TesseraTile:
-    """One tile: int8 (H, W, 128) embeddings, float32 scales, land mask, UTM grid."""
+@dataclass(frozen=True)
+class Remote:
+    """A mirror: its base ``url`` and ``layout`` (``legacy``: the 0.7 tree; ``npy``: today's)."""
 
-    tile: TileId
-    quantised: np.ndarray
-    scales: np.ndarray
-    land: np.ndarray
-    crs: str
-    transform: Affine
+    url: str
+    layout: str
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.quantised.shape[:2]
+    def embedding_path(self, dataset: Dataset, tile: TileId, year: int) -> str:
+        if self.layout == "legacy":
+            return tile.embedding_path(year)
+        return layout.mirror_embedding_path(dataset, tile, year)
 
-    def dequantise(self) -> np.ndarray:
-        """(H, W, 128) float32: int8 value times its pixel's (or channel's) scale."""
-        return self.quantised.astype(np.float32) * self._scales3d()
+    def scales_path(self, dataset: Dataset, tile: TileId, year: int) -> str:
+        if self.layout == "legacy":
+            return tile.scales_path(year)
+        return layout.mirror_scales_path(dataset, tile, year)
 
-    def values(self, flat: np.ndarray) -> np.ndarray:
-        """(n, 128) float32 dequantised embeddings of pixels at flat (row-major) indices."""
-        h, w = self.shape
-        rows = self.quantised.reshape(h * w, DIM)[flat].astype(np.float32)
-        rows *= self._scales3d().reshape(h * w, -1)[flat]
-        return rows
+    def landmask_path(self, dataset: Dataset, tile: TileId) -> str:
+        return tile.landmask_path() if self.layout == "legacy" else layout.mirror_landmask_path(dataset, tile)
 
-    def valid(self) -> np.ndarray:
-        """(H, W) pixels holding an embedding: land, with a finite non-zero scale."""
-        s = self._scales3d()
-        ok = np.isfinite(s).all(axis=2) & (s != 0).any(axis=2)
-        return ok & self.land
-
-    def _scales3d(self) -> np.ndarray:
-        return self.scales[..., None] if self.scales.ndim == 2 else self.scales
+    def index_paths(self, dataset: Dataset) -> tuple[str, str]:
+        if self.layout == "legacy":
+            return REGISTRY_FILE, LANDMASKS_REGISTRY_FILE
+        return layout.mirror_manifest_path(dataset), layout.mirror_landmasks_registry_path(dataset)
 
 
 class TesseraTiles:
-    """Tiles under ``root`` (a partial mirror of the remote tree at ``url``)."""
+    """NPY tiles under ``root``, missing ones downloaded from the mirror at ``url`` (None: offline).
 
-    def __init__(self, root: Path, url: str | None, verify_local: bool = False) -> None:
+    ``remote_layout`` is the mirror's layout (``legacy`` or ``npy``; ``auto``: probed the first
+    time a tile has to be downloaded).
+    """
+
+    def __init__(self, root: Path, url: str | None, dataset: Dataset, verify_local: bool = False,
+                 remote_layout: str = "auto") -> None:
         self.root = Path(root)
         self.url = url.rstrip("/") if url else None
+        self._remote_layout = remote_layout
+        self._remote: Remote | None = None
+        self.dataset = dataset
         self.verify_local = verify_local
         self.reads = 0
+        self.bytes_read = 0
         self._lock = threading.Lock()
-        self._registry: TesseraRegistry | None = None
-        self._registry_error: str | None = None
+        self._index: TileIndex | None = None
+        self._local_layout = "legacy"
+        self._index_error: str | None = None
+
+    @property
+    def layout(self) -> str:
+        """``legacy`` or ``npy``: the mirror's layout, else that of the local files read last."""
+        if self._remote is not None:
+            return self._remote.layout
+        return self._remote_layout if self._remote_layout != "auto" else self._local_layout
+
+    @property
+    def remote(self) -> Remote | None:
+        """The mirror (its layout probed on first use), or None when offline."""
+        if self.url is None:
+            return None
+        if self._remote is None:
+            found = self._remote_layout
+            if found == "auto":
+                found = detect_remote(self.url, self.dataset)
+            if found == "zarr":
+                raise SpecError("tessera.url", f"{self.url} serves a Zarr store, not NPY tiles: set "
+                                "--config layout=zarr to read tiles from it (nothing is copied)")
+            self._remote = Remote(self.url, found)
+        return self._remote
 
     # availability -----------------------------------------------------------
     def unpublished(self, tiles: list[TileId], year: int) -> dict[TileId, str]:
-        """Tiles the registry says do not exist, with the reason.
+        """Tiles the index says do not exist, with the reason.
 
         Raises one SpecError naming every tile that is neither local nor downloadable.
         """
         absent = [t for t in tiles if self._local_files(t, year) is None]
         if not absent:
             return {}
-        registry = self._get_registry()
+        index = self._get_index()
         unpublished: dict[TileId, str] = {}
         missing: list[TileId] = []
         for tile in absent:
-            if registry is not None and self._hashes(registry, tile, year) is None:
-                unpublished[tile] = (f"no Tessera tile {tile.name} for {year}: not in the registry "
+            if index is not None and self._checks(index, tile, year) is None:
+                unpublished[tile] = (f"no Tessera tile {tile.name} for {year}: not in the {index.kind} "
                                      "(open water, or not processed yet)")
-            elif registry is None or self.url is None:
+            elif index is None or self.remote is None:
                 missing.append(tile)
         if missing:
             raise self._missing_error(missing, year)
@@ -102,75 +133,94 @@ class TesseraTiles:
     def _missing_error(self, tiles: list[TileId], year: int) -> SpecError:
         listed = ", ".join(t.name for t in tiles[:MAX_LISTED])
         more = f" and {len(tiles) - MAX_LISTED} more" if len(tiles) > MAX_LISTED else ""
-        why = self._registry_error or "no download URL is configured"
+        why = self._index_error or "no download URL is configured"
         west = min(t.bounds[0] for t in tiles)
         south = min(t.bounds[1] for t in tiles)
         east = max(t.bounds[2] for t in tiles)
         north = max(t.bounds[3] for t in tiles)
+        dataset = f"--dataset-version {self.dataset.version} --dataset-variant {self.dataset.variant} "
         return SpecError(
             "tessera.dir",
             f"{len(tiles)} Tessera tile(s) for {year} are not in {self.root} and cannot be "
             f"downloaded ({why}): {listed}{more}. Download them with `geotessera download "
-            f"--bbox {west:g},{south:g},{east:g},{north:g} --year {year} --format npy "
+            f"--bbox {west:g},{south:g},{east:g},{north:g} --year {year} --format npy {dataset}"
             f"--output {self.root}` (or copy them there: {tiles[0].embedding_path(year)}, "
             f"{tiles[0].scales_path(year)}, {tiles[0].landmask_path()}), or point "
             "--config url=... (RSEMBED_TESSERA_URL) at a reachable mirror")
 
     # reading ------------------------------------------------------------------
-    def read(self, tile: TileId, year: int) -> TesseraTile:
-        """Load (downloading first when needed) and check one tile."""
+    def read(self, tile: TileId, year: int, bounds: tuple[float, float, float, float] | None = None) -> TesseraTile:
+        """Load (downloading first when needed) and check one tile (whole: ``bounds`` is not used)."""
         files = self._local_files(tile, year) or self._download(tile, year)
         if self.verify_local:
             self._verify(tile, year, files)
         npy, scales_path, landmask = files
-        quantised = np.load(npy)
+        # Mapped, as a plain ndarray view (np.memmap's Python-level indexing costs ~50 us a call):
+        # pages are read as pixels are used, never copied.
+        quantised = np.load(npy, mmap_mode="r").view(np.ndarray)
         scales = np.load(scales_path)
         with rasterio.open(landmask) as src:
             land = src.read(1) > 0
             crs, transform = src.crs, src.transform
         with self._lock:
             self.reads += 1
+            self.bytes_read += sum(p.stat().st_size for p in files)
         if crs is None:
             raise TileFailure(f"{tile.name}: landmask {landmask} has no CRS")
         if quantised.dtype != np.int8 or quantised.ndim != 3 or quantised.shape[2] != DIM:
             raise TileFailure(f"{tile.name}: expected int8 (H, W, {DIM}) embeddings, got "
                               f"{quantised.dtype} {quantised.shape}")
-        if scales.shape[:2] != quantised.shape[:2] or land.shape != quantised.shape[:2]:
-            raise TileFailure(f"{tile.name}: embeddings {quantised.shape[:2]}, scales "
-                              f"{scales.shape[:2]} and landmask {land.shape} differ in size")
+        if scales.shape[:2] != quantised.shape[:2] or land.shape != quantised.shape[:2] \
+                or scales.ndim not in (2, 3) or (scales.ndim == 3 and scales.shape[2] != DIM):
+            raise TileFailure(f"{tile.name}: embeddings {quantised.shape}, scales {scales.shape} and "
+                              f"landmask {land.shape} do not match")
         return TesseraTile(tile, quantised, scales.astype(np.float32, copy=False), land,
                            crs.to_string(), transform)
 
     def _local_files(self, tile: TileId, year: int) -> tuple[Path, Path, Path] | None:
-        landmask = self.root / tile.landmask_path()
-        for npy, scales in ((tile.embedding_path(year), tile.scales_path(year)),
-                            (tile.flat_embedding_path(year), tile.flat_scales_path(year))):
-            if (self.root / npy).is_file() and (self.root / scales).is_file() and landmask.is_file():
+        dataset = self.dataset
+        pairs = [(tile.embedding_path(year), tile.scales_path(year)),
+                 (tile.embedding_path(year, f"{EMBEDDINGS_DIR}.{dataset.variant}"),
+                  tile.scales_path(year, f"{EMBEDDINGS_DIR}.{dataset.variant}"))]
+        if dataset.npy_dir:
+            pairs.append((layout.mirror_embedding_path(dataset, tile, year),
+                          layout.mirror_scales_path(dataset, tile, year)))
+        masks = [self.root / tile.landmask_path(), self.root / layout.mirror_landmask_path(dataset, tile)]
+        landmask = next((m for m in masks if m.is_file()), None)
+        if landmask is None:
+            return None
+        for k, (npy, scales) in enumerate(pairs):
+            if (self.root / npy).is_file() and (self.root / scales).is_file():
+                self._local_layout = "npy" if k == 2 else "legacy"
                 return self.root / npy, self.root / scales, landmask
         return None
 
     def _download(self, tile: TileId, year: int) -> tuple[Path, Path, Path]:
-        registry = self._get_registry()
-        if registry is None or self.url is None:
+        index = self._get_index()
+        if index is None or self.remote is None:
             raise self._missing_error([tile], year)
-        hashes = self._hashes(registry, tile, year)
-        if hashes is None:
-            raise TileFailure(f"no Tessera tile {tile.name} for {year}: not in the registry")
+        checks = self._checks(index, tile, year)
+        if checks is None:
+            raise TileFailure(f"no Tessera tile {tile.name} for {year}: not in the {index.kind}")
         with self._lock:
-            landmask_hash = registry.landmask_hash(tile)
-        if landmask_hash is None:
-            raise TileFailure(f"{tile.name}: no landmask listed in {LANDMASKS_REGISTRY_FILE}")
-        wanted = ((tile.embedding_path(year), hashes[0]), (tile.scales_path(year), hashes[1]),
-                  (tile.landmask_path(), landmask_hash))
-        for relative, expected in wanted:
+            mask_check = index.landmask(tile)
+        if mask_check is None:
+            raise TileFailure(f"{tile.name}: no landmask listed in {index.landmasks_path}")
+        remote, dataset = self.remote, self.dataset
+        wanted = ((remote.embedding_path(dataset, tile, year), tile.embedding_path(year), checks[0]),
+                  (remote.scales_path(dataset, tile, year), tile.scales_path(year), checks[1]),
+                  (remote.landmask_path(dataset, tile), tile.landmask_path(), mask_check))
+        for source, relative, check in wanted:
             target = self.root / relative
             if not target.is_file():
-                self._fetch(relative, target, expected)
-        return tuple(self.root / rel for rel, _ in wanted)  # type: ignore[return-value]
+                self._fetch(source, target, check)
+        self._write_sidecar()
+        return tuple(self.root / rel for _, rel, _ in wanted)  # type: ignore[return-value]
 
-    def _fetch(self, relative: str, target: Path, expected: str | None) -> None:
+    def _fetch(self, source: str, target: Path, check: FileCheck) -> None:
+        assert self.remote is not None
         try:
-            download(f"{self.url}/{relative}", target, sha256=expected)
+            download(f"{self.remote.url}/{source}", target, sha256=check.sha256, size=check.size)
         except OfflineError as exc:
             raise SpecError("tessera.url", f"{exc}; download the tiles beforehand into "
                             f"{self.root} (geotessera download --format npy --output "
@@ -178,41 +228,66 @@ class TesseraTiles:
         except DownloadError as exc:
             raise TileFailure(str(exc)) from None
 
+    def _write_sidecar(self) -> None:
+        """``tessera_metadata.json`` naming the dataset, when absent (as geotessera writes it)."""
+        path = self.root / SIDECAR
+        with self._lock:
+            if not path.exists():
+                write_sidecar(self.root, self.dataset)
+
     def _verify(self, tile: TileId, year: int, files: tuple[Path, Path, Path]) -> None:
-        registry = self._get_registry()
-        if registry is None:
-            raise SpecError("tessera.verify_local", f"needs {self.root / REGISTRY_FILE} "
-                            f"({self._registry_error})")
+        index = self._get_index()
+        if index is None:
+            raise SpecError("tessera.verify_local", f"needs the tile index under {self.root} "
+                            f"({self._index_error})")
         with self._lock:
-            expected = (*(self._hashes(registry, tile, year) or (None, None)),
-                        registry.landmask_hash(tile))
+            checks = index.files(tile, year) or (FileCheck(), FileCheck())
+            expected = (*checks, index.landmask(tile) or FileCheck())
         for path, want in zip(files, expected):
-            if want is not None and sha256_file(path) != want.lower():
-                raise TileFailure(f"{tile.name}: SHA-256 of {path} does not match the registry")
+            if want.sha256 is not None and sha256_file(path) != want.sha256:
+                raise TileFailure(f"{tile.name}: SHA-256 of {path} does not match the {index.kind}")
+            if want.size is not None and path.stat().st_size != want.size:
+                raise TileFailure(f"{tile.name}: size of {path} ({path.stat().st_size} bytes) does not "
+                                  f"match the {index.kind} ({want.size})")
 
-    # registry -------------------------------------------------------------------
-    def _hashes(self, registry: TesseraRegistry, tile: TileId, year: int) -> tuple[str, str] | None:
+    # index ------------------------------------------------------------------------
+    def _checks(self, index: TileIndex, tile: TileId, year: int) -> tuple[FileCheck, FileCheck] | None:
         with self._lock:
-            return registry.embedding_hashes(tile, year)
+            return index.files(tile, year)
 
-    def _get_registry(self) -> TesseraRegistry | None:
-        """The registries, downloaded from ``url`` once when not local; None if unavailable."""
+    def _get_index(self) -> TileIndex | None:
+        """The tile index, downloaded from the remote once when not local; None if unavailable."""
         with self._lock:
-            if self._registry is None and self._registry_error is None:
-                self._registry = self._load_registry()
-            return self._registry
+            if self._index is None and self._index_error is None:
+                self._index = self._load_index()
+            return self._index
 
-    def _load_registry(self) -> TesseraRegistry | None:
-        paths = [self.root / REGISTRY_FILE, self.root / LANDMASKS_REGISTRY_FILE]
-        for path in paths:
-            if path.is_file():
+    def _load_index(self) -> TileIndex | None:
+        """The mirror's index (a copy kept under ``root``), else one found under ``root``."""
+        remote = self.remote
+        candidates = [Remote("", "legacy"), Remote("", "npy")] if remote is None else [remote]
+        for candidate in candidates:
+            if candidate.layout == "npy" and not self.dataset.npy_dir:
                 continue
-            if self.url is None:
-                self._registry_error = f"{path} is missing and no download URL is configured"
-                return None
+            embeddings, landmasks = candidate.index_paths(self.dataset)
+            if (self.root / embeddings).is_file():
+                return self._index_from(candidate, embeddings, landmasks)
+        if remote is None:
+            self._index_error = (f"no {REGISTRY_FILE} or npy/<dataset>/manifest.parquet in {self.root} "
+                                 "and no download URL is configured")
+            return None
+        embeddings, landmasks = remote.index_paths(self.dataset)
+        for relative in (embeddings, landmasks):
             try:
-                download(f"{self.url}/{path.name}", path)
+                download(f"{remote.url}/{relative}", self.root / relative)
             except DownloadError as exc:
-                self._registry_error = str(exc)
+                if relative == landmasks and not isinstance(exc, OfflineError):
+                    continue  # the landmasks index is optional: landmasks are then fetched unchecked
+                self._index_error = str(exc)
                 return None
-        return TesseraRegistry(*paths)
+        return self._index_from(remote, embeddings, landmasks)
+
+    def _index_from(self, remote: Remote, embeddings: str, landmasks: str) -> TileIndex:
+        kind = "registry" if remote.layout == "legacy" else "manifest"
+        mask_path = self.root / landmasks
+        return TileIndex(self.root / embeddings, mask_path if mask_path.is_file() else None, kind, self.dataset)
