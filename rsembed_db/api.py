@@ -153,9 +153,10 @@ def get_embedding(model: str, *, spatial: SpatialSpec, temporal: TemporalSpec | 
                                     source=source, model_config=model_config, max_roi_pixels=max_roi_pixels,
                                     **model_kwargs)[0]
     except SpecError as exc:
-        if not exc.field.startswith("spatials[0]"):
+        field = exc.field or ""
+        if not field.startswith("spatials[0]"):
             raise
-        raise SpecError("spatial" + exc.field[len("spatials[0]"):], exc.message, exc.allowed) from None
+        raise SpecError("spatial" + field[len("spatials[0]"):], exc.message, exc.allowed) from None
 
 
 class Model:

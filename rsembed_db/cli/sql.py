@@ -34,7 +34,7 @@ def sql(
 
     require_choice("format", format, ("table", "json", "arrow", "parquet"))
     options = (("max_rows", max_rows), ("timeout_s", timeout), ("memory_limit", memory_limit))
-    limits = SqlLimits(**{k: v for k, v in options if v is not None})
+    limits = SqlLimits(**{k: v for k, v in options if v is not None})  # type: ignore[arg-type]
     result = run_sql(EmbeddingStore(db), query, limits)
     note = f"{result.table.num_rows} rows" + (f" (truncated at --max-rows {limits.max_rows})" if result.truncated else "")
     if format in ("arrow", "parquet"):

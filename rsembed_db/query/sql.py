@@ -64,6 +64,8 @@ class _Worker:
         env = {**os.environ, "PYTHONPATH": path, "HOME": self.dir, "MALLOC_ARENA_MAX": "2"}
         self.proc = subprocess.Popen([sys.executable, "-m", "rsembed_db.query.sql_worker"], cwd=self.dir, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr  # all three are pipes
+        self.stdin, self.stdout, self.stderr_pipe = self.proc.stdin, self.proc.stdout, self.proc.stderr
         self.started = time.monotonic()
         self.ready = threading.Event()
         self.base_rss = 0
@@ -74,7 +76,7 @@ class _Worker:
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stderr(self) -> None:
-        for raw in self.proc.stderr:
+        for raw in self.stderr_pipe:
             line = raw.decode("utf-8", "replace").rstrip("\n")[:STDERR_CAP]
             if not self.ready.is_set() and line.startswith("ready "):
                 self.base_rss = int(line.split()[1])
@@ -83,7 +85,7 @@ class _Worker:
                 self.stderr.append(line)
 
     def _read_stdout(self) -> None:
-        while chunk := self.proc.stdout.read1(1 << 16):
+        while chunk := self.stdout.read1(1 << 16):  # type: ignore[attr-defined]  # a BufferedReader
             if len(self.out) + len(chunk) > self.out_cap:
                 self.overflow.set()
                 return
@@ -95,8 +97,8 @@ class _Worker:
         reader = threading.Thread(target=self._read_stdout, daemon=True)
         reader.start()
         try:
-            self.proc.stdin.write(json.dumps(job).encode() + b"\n")
-            self.proc.stdin.close()
+            self.stdin.write(json.dumps(job).encode() + b"\n")
+            self.stdin.close()
         except OSError:
             pass  # the child died: its status says why
         status, peak = self._watch(limits)
@@ -156,7 +158,7 @@ class _Worker:
             return ResourceLimit("sql", f"the query would spill more than {limits.max_spill} to disk (beyond its "
                                         f"memory limit of {limits.memory_limit}); aggregate or filter more")
         if kind == "error":
-            return SpecError("sql", text)
+            return SpecError("sql", str(text))
         return Unavailable(f"sql: the query process ended with status {status}: " + " | ".join(self.stderr)[-500:])
 
     def _kill(self) -> None:
@@ -173,7 +175,7 @@ class _Worker:
     def close(self) -> None:
         if self.proc.returncode is None:
             self._kill()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for stream in (self.stdin, self.stdout, self.stderr_pipe):
             try:
                 stream.close()
             except OSError:

@@ -83,7 +83,7 @@ class SqlLimits:
         return asdict(self)
 
 
-def config(limits: SqlLimits) -> dict[str, object]:
+def config(limits: SqlLimits) -> dict[str, str | bool | int | float | list[str]]:
     """The database's configuration (``connect`` then locks it)."""
     return {
         "enable_external_access": False,

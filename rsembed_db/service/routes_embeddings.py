@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -102,8 +103,8 @@ class _Query:
 
 def _answer(ctx: ServiceContext, who: Principal, q: _Query) -> dict[str, Any]:
     producer = ctx.producer(q.model, q.config).for_request(q.modality, q.sensor)
-    requests = [_roi_under(prefix, lambda s=s: producer.request(s, q.temporal, q.output, q.sensor, q.fetch,
-                                                                 q.input_prep, q.modality))
+    requests = [_roi_under(prefix, partial(producer.request, s, q.temporal, q.output, q.sensor, q.fetch,
+                                           q.input_prep, q.modality))
                 for s, prefix in zip(q.spatials, q.prefixes)]
     check_roi_sizes(producer, requests, ctx.settings.max_roi_pixels, q.prefixes, q.scale_field)
     try:

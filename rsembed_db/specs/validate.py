@@ -35,7 +35,7 @@ def require_number(field: str, value: object) -> float:
     try:
         number = float(value)
     except OverflowError:
-        raise SpecError(field, f"must be finite, got an integer of {value.bit_length()} bits") from None
+        raise SpecError(field, "must be finite, got an integer too large for a float") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise SpecError(field, f"must be finite, got {value!r}")
     return number

@@ -6,7 +6,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import h3
 import numpy as np
@@ -121,7 +121,7 @@ def tile_region(region: Region, tiler: str | Tiler, cover: Cover = "centre",
     if len(tiles) > max_tiles:
         raise TooManyTilesError(len(tiles), spec, max_tiles, estimated=False)
     if spec.kind == "h3":
-        tiles.sort(key=lambda cell: cell.int_id)
+        tiles.sort(key=lambda cell: cast(H3Cell, cell).int_id)
     if not tiles:
         raise SpecError("tiles", f"{spec} gives no tiles for this region (no cell centre lies "
                                  "in it); use a finer resolution or cover='full'")
