@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from rsembed_db.errors import (
     MissingWeights,
@@ -32,6 +33,7 @@ from rsembed_db.errors import (
 )
 
 log = logging.getLogger("rsembed_db.service")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 STATUS_CODES: dict[type[RsembedError], int] = {
     SpecError: 422,
@@ -107,6 +109,14 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app serves at the request's path (each asked of the
+    routes as a request with that method would be: included routers hide their routes)."""
+    routes = request.app.router.routes
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -131,9 +141,11 @@ def install_error_handlers(app: FastAPI) -> None:
                                        for e in exc.errors()])
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         response = error_response(exc.status_code, None, str(exc.detail))
-        response.headers.update(exc.headers or {})  # 405 keeps its Allow
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
 
     @app.exception_handler(Exception)
