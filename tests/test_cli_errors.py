@@ -24,7 +24,7 @@ import lance
 import pytest
 
 from tests.conftest import SCENE
-from tests.helpers.live_server import CELL, small_store
+from tests.helpers.live_server import POINT, small_store
 
 DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner",
             "--inh-caps=-dac_override,-dac_read_search,-fowner"]
@@ -57,8 +57,8 @@ def db(tmp_path) -> Path:
 
 @pytest.fixture()
 def tiny_region(tmp_path) -> Path:
-    """A 100 m square at the centre of ``CELL``: one resolution-9 cell, a key not stored yet."""
-    lat, lon = h3.cell_to_latlng(CELL)
+    """A 100 m square inside the demo scene: one resolution-9 cell, a key not stored yet."""
+    lat, lon = h3.cell_to_latlng(h3.latlng_to_cell(POINT["lat"], POINT["lon"], 9))
     d = 0.0005
     path = tmp_path / "tiny.geojson"
     path.write_text(json.dumps({"type": "Polygon", "coordinates": [[[lon - d, lat - d], [lon + d, lat - d],
