@@ -38,7 +38,7 @@ def _cli(args: list[str], db: Path, prefix: list[str] | None = None, fsize: int 
 
     env = {**os.environ, "COLUMNS": "200", "RSEMBED_DB": str(db)}
     return subprocess.run([*(prefix or []), sys.executable, "-m", "rsembed_db", *args], capture_output=True, text=True,
-                          env=env, preexec_fn=limit, timeout=600)
+                          env=env, preexec_fn=limit if fsize is not None else None, timeout=600)
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -125,9 +125,18 @@ def test_read_only_database_is_one_line_and_the_table_stays(db, tiny_region):
     assert _state(db)[1] == before[1] + 1
 
 
-def test_full_disk_is_one_line_and_the_table_stays(db, tiny_region):
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_full_disk_is_one_line_and_the_table_stays(db, tiny_region, tmp_path, where):
+    """Inside the scene the row's data file cannot be written; outside, the tile fails and
+    the record of that failure (a new internal table) cannot be written."""
+    region = tiny_region
+    if where == "outside":  # the same square moved 1 degree east, off the demo scene
+        region = tmp_path / "outside.geojson"
+        ring = json.loads(tiny_region.read_text())
+        ring["coordinates"][0] = [[lon + 1, lat] for lon, lat in ring["coordinates"][0]]
+        region.write_text(json.dumps(ring))
     before = _state(db)
-    proc = _cli(_ingest(tiny_region), db, fsize=512)
+    proc = _cli(_ingest(region), db, fsize=512)
     line = _one_error_line(proc)
     assert proc.returncode == 1 and "exceed the size limit" in line and "intact" in line, line
     _intact(db, before)
