@@ -55,16 +55,20 @@ def db(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture()
-def tiny_region(tmp_path) -> Path:
-    """A 100 m square inside the demo scene: one resolution-9 cell, a key not stored yet."""
-    lat, lon = h3.cell_to_latlng(h3.latlng_to_cell(POINT["lat"], POINT["lon"], 9))
+def _square(path: Path, lon: float, lat: float) -> Path:
+    """A 100 m square at the centre of the resolution-9 cell at (lon, lat): one tile."""
+    lat, lon = h3.cell_to_latlng(h3.latlng_to_cell(lat, lon, 9))
     d = 0.0005
-    path = tmp_path / "tiny.geojson"
     path.write_text(json.dumps({"type": "Polygon", "coordinates": [[[lon - d, lat - d], [lon + d, lat - d],
                                                                      [lon + d, lat + d], [lon - d, lat + d],
                                                                      [lon - d, lat - d]]]}))
     return path
+
+
+@pytest.fixture()
+def tiny_region(tmp_path) -> Path:
+    """One tile inside the demo scene whose key is not stored yet."""
+    return _square(tmp_path / "tiny.geojson", POINT["lon"], POINT["lat"])
 
 
 def _ingest(region: Path) -> list[str]:
@@ -129,14 +133,14 @@ def test_read_only_database_is_one_line_and_the_table_stays(db, tiny_region):
 def test_full_disk_is_one_line_and_the_table_stays(db, tiny_region, tmp_path, where):
     """Inside the scene the row's data file cannot be written; outside, the tile fails and
     the record of that failure (a new internal table) cannot be written."""
-    region = tiny_region
-    if where == "outside":  # the same square moved 1 degree east, off the demo scene
-        region = tmp_path / "outside.geojson"
-        ring = json.loads(tiny_region.read_text())
-        ring["coordinates"][0] = [[lon + 1, lat] for lon, lat in ring["coordinates"][0]]
-        region.write_text(json.dumps(ring))
+    region = tiny_region if where == "inside" else _square(tmp_path / "off.geojson", POINT["lon"] + 1, POINT["lat"])
     before = _state(db)
     proc = _cli(_ingest(region), db, fsize=512)
     line = _one_error_line(proc)
     assert proc.returncode == 1 and "exceed the size limit" in line and "intact" in line, line
     _intact(db, before)
+    if where == "outside":  # the failures table was being created: its empty directory is reported, and reused
+        check = json.loads(_cli(["check", "--format", "json"], db).stdout)
+        assert {t["table"]: t["unversioned"] for t in check["tables"]}["_failures"] is True
+        assert _cli(_ingest(region), db).returncode == 11  # the tile fails again, and is recorded this time
+        assert _cli(["failures"], db).returncode == 0

@@ -43,6 +43,7 @@ class TableCheck:
     dangling_versions: list[dict[str, Any]] = field(default_factory=list)  # {"version", "problem"}
     orphaned_index_files: list[str] = field(default_factory=list)
     orphaned_data_files: list[str] = field(default_factory=list)
+    unversioned: bool = False  # a directory without any version: a creation that failed (garbage, no rows)
 
     @property
     def healthy(self) -> bool:
@@ -54,7 +55,8 @@ class TableCheck:
                 "duplicate_keys": self.duplicate_keys, "extra_rows": self.extra_rows,
                 "removed_rows": self.removed_rows, "versions": self.versions,
                 "dangling_versions": self.dangling_versions, "orphaned_index_files": self.orphaned_index_files,
-                "orphaned_data_files": self.orphaned_data_files, "healthy": self.healthy}
+                "orphaned_data_files": self.orphaned_data_files, "unversioned": self.unversioned,
+                "healthy": self.healthy}
 
 
 def key_columns(schema: pa.Schema) -> tuple[str, ...]:
@@ -67,8 +69,12 @@ def key_columns(schema: pa.Schema) -> tuple[str, ...]:
 def check_table(store: EmbeddingStore, name: str, repair: bool = False) -> TableCheck:
     """Check table ``name`` (any table of the store, internal ones included); with
     ``repair``, delete the duplicate rows (the newest of each key is kept)."""
-    table = store.table(name)
-    dataset = table.to_lance()
+    try:
+        dataset = store.table(name).to_lance()
+    except ValueError as exc:  # listed (its directory exists) but no version to open
+        if "not found" not in str(exc):
+            raise
+        return TableCheck(name, unversioned=True)
     report = TableCheck(name, key_columns=key_columns(dataset.schema))
     doomed = _older_duplicates(dataset, report)
     if repair and doomed:
