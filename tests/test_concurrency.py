@@ -86,7 +86,8 @@ def test_concurrent_ingests_store_every_key_exactly_once(tmp_path, writers):
     figures = []
     for round_ in range(ROUNDS):
         db = tmp_path / f"db{writers}_{round_}"
-        for proc, region in zip(_ingest_together(db, regions), regions):
+        procs = _ingest_together(db, regions)
+        for proc, region in zip(procs, regions):
             # Every process succeeds, or says in one line to run again (exit 9, WriteConflict).
             assert proc.returncode in (0, 9), proc.stderr[-2000:]
             if proc.returncode == 9:
@@ -95,13 +96,13 @@ def test_concurrent_ingests_store_every_key_exactly_once(tmp_path, writers):
             else:
                 assert "Traceback" not in proc.stderr
         rows, keys = _rows_and_keys(db)
-        figures.append((rows, keys, planned))
+        figures.append((rows, keys, planned, [p.returncode for p in procs]))
         assert rows == keys == planned, figures
         report = check_table(EmbeddingStore(db), "mosaiks")
         assert (report.duplicate_keys, report.dangling_versions) == (0, [])
     check = run_cli("check", "--format", "json", db=db)
     assert all(t["healthy"] for t in json.loads(check.stdout)["tables"])
-    print(f"{writers} writers, (rows, distinct keys, planned) per round: {figures}")
+    print(f"{writers} writers, (rows, distinct keys, planned, exit codes) per round: {figures}")
 
 
 def _duplicate_rows(db: Path, count: int) -> pa.Table:
