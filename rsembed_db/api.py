@@ -35,7 +35,7 @@ from rsembed_db.producers.catalog import (
     resolve_runtime,
 )
 from rsembed_db.producers.onthefly import OnTheFlyProducer
-from rsembed_db.query.compute import compute_records, read_through
+from rsembed_db.query.compute import check_roi_sizes, compute_records, read_through
 from rsembed_db.sources.factory import make_source
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.embedding import Embedding
@@ -44,6 +44,7 @@ from rsembed_db.specs.sensor import FetchSpec, SensorSpec
 from rsembed_db.specs.spatial import SpatialSpec
 from rsembed_db.specs.temporal import TemporalSpec
 from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.tiling.chip_grid import DEFAULT_MAX_ROI_PIXELS
 
 StoreLike = EmbeddingStore | str | Path | None
 __all__ = ["Model", "compute_records", "describe_model", "disable_pretty_warnings", "enable_pretty_warnings",
@@ -111,12 +112,14 @@ def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: T
                          device: str = "auto", input_prep: InputPrepSpec | str | None = None,
                          store: StoreLike = None, imagery: Any = None, imagery_date: str | None = None,
                          source: Any = None, model_config: dict[str, Any] | None = None,
-                         **model_kwargs: Any) -> list[Embedding]:
+                         max_roi_pixels: int | None = DEFAULT_MAX_ROI_PIXELS, **model_kwargs: Any) -> list[Embedding]:
     """Embeddings for several ROIs, in input order: stored ones read back, the misses
     computed in one batch (once per key, even under concurrent calls; see ``query.compute``).
 
     ``temporal=None`` resolves to the model's documented default (with a warning) or is an
     error naming ``temporal``; the resolved window is what the key and ``meta`` record.
+    ``max_roi_pixels``: refuse (SpecError naming ``spatials[i]``) an ROI with more pixels
+    at the model's scale, 1024 x 1024 by default; None: no limit.
     """
     if not isinstance(spatials, (list, tuple)) or not spatials:
         raise SpecError("spatials", f"must be a non-empty list of spatial specs, got {spatials!r}")
@@ -125,7 +128,15 @@ def get_embeddings_batch(model: str, *, spatials: list[SpatialSpec], temporal: T
     producer = producer.for_request(modality, sensor)
     requests = producer.requests(list(spatials), temporal, output, sensor=sensor, fetch=fetch, input_prep=input_prep,
                                  modality=modality)
+    check_roi_sizes(producer, requests, _max_pixels(max_roi_pixels), [f"spatials[{i}]" for i in range(len(requests))],
+                    "sensor.scale_m" if sensor is not None else "fetch.scale_m")
     return read_through(producer, requests, _store(store))
+
+
+def _max_pixels(value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise SpecError("max_roi_pixels", f"must be an integer >= 1 or None, got {value!r}")
+    return value
 
 
 def get_embedding(model: str, *, spatial: SpatialSpec, temporal: TemporalSpec | None = None,
@@ -133,12 +144,19 @@ def get_embedding(model: str, *, spatial: SpatialSpec, temporal: TemporalSpec | 
                   output: OutputSpec = POOLED, backend: str = "auto", device: str = "auto",
                   input_prep: InputPrepSpec | str | None = None, store: StoreLike = None, imagery: Any = None,
                   imagery_date: str | None = None, source: Any = None, model_config: dict[str, Any] | None = None,
-                  **model_kwargs: Any) -> Embedding:
+                  max_roi_pixels: int | None = DEFAULT_MAX_ROI_PIXELS, **model_kwargs: Any) -> Embedding:
     """One embedding of ``spatial`` (see ``get_embeddings_batch``); with a store, read-through."""
-    return get_embeddings_batch(model, spatials=[spatial], temporal=temporal, sensor=sensor, fetch=fetch,
-                                modality=modality, output=output, backend=backend, device=device,
-                                input_prep=input_prep, store=store, imagery=imagery, imagery_date=imagery_date,
-                                source=source, model_config=model_config, **model_kwargs)[0]
+    try:
+        return get_embeddings_batch(model, spatials=[spatial], temporal=temporal, sensor=sensor, fetch=fetch,
+                                    modality=modality, output=output, backend=backend, device=device,
+                                    input_prep=input_prep, store=store, imagery=imagery, imagery_date=imagery_date,
+                                    source=source, model_config=model_config, max_roi_pixels=max_roi_pixels,
+                                    **model_kwargs)[0]
+    except SpecError as exc:
+        field = exc.field or ""
+        if not field.startswith("spatials[0]"):
+            raise
+        raise SpecError("spatial" + field[len("spatials[0]"):], exc.message, exc.allowed) from None
 
 
 class Model:
@@ -153,8 +171,10 @@ class Model:
     def __init__(self, name: str, *, backend: str = "auto", device: str = "auto", sensor: SensorSpec | None = None,
                  fetch: FetchSpec | None = None, modality: str | None = None, output: OutputSpec = POOLED,
                  input_prep: InputPrepSpec | str | None = None, store: StoreLike = None, imagery: Any = None,
-                 imagery_date: str | None = None, source: Any = None, **model_kwargs: Any) -> None:
+                 imagery_date: str | None = None, source: Any = None,
+                 max_roi_pixels: int | None = DEFAULT_MAX_ROI_PIXELS, **model_kwargs: Any) -> None:
         self.name = name
+        self.max_roi_pixels = _max_pixels(max_roi_pixels)
         self.producer = _producer(name, backend, device, imagery, imagery_date, _settings(None, model_kwargs),
                                   source).for_request(modality, sensor)
         self.options = {"sensor": sensor, "fetch": fetch, "modality": modality, "input_prep": input_prep}
@@ -168,6 +188,8 @@ class Model:
         if not isinstance(spatials, (list, tuple)) or not spatials:
             raise SpecError("spatials", f"must be a non-empty list of spatial specs, got {spatials!r}")
         requests = self.producer.requests(list(spatials), temporal, self.output, **self.options)
+        check_roi_sizes(self.producer, requests, self.max_roi_pixels, [f"spatials[{i}]" for i in range(len(requests))],
+                        "sensor.scale_m" if self.options["sensor"] is not None else "fetch.scale_m")
         return read_through(self.producer, requests, self.store)
 
     def describe(self) -> ModelDescription:

@@ -352,7 +352,7 @@ def test_too_many_tiles_refused_from_the_estimate_before_materialising(region, m
     def fail(*args, **kwargs):
         raise AssertionError("tiles materialised")
 
-    monkeypatch.setattr(plan, "grid_tiles", fail)
+    monkeypatch.setattr(plan, "iter_grid_tiles", fail)
     estimate = estimate_tiles(region, parse_tiler("grid:10"))
     with pytest.raises(TooManyTilesError) as info:
         tile_region(region, "grid:10", max_tiles=1000)
@@ -362,13 +362,14 @@ def test_too_many_tiles_refused_from_the_estimate_before_materialising(region, m
     assert info.value.count == estimate > 300_000
 
 
-def test_too_many_tiles_refused_from_the_exact_count(region):
+def test_too_many_tiles_refused_from_the_count(region):
     exact = len(h3_tiles(region, 8, cover="full"))
     assert estimate_tiles(region, parse_tiler("h3:8")) <= 60 < exact
     with pytest.raises(TooManyTilesError) as info:
         tile_region(region, "h3:8", cover="full", max_tiles=60)
     message = str(info.value)
-    assert f"gives {exact} tiles" in message and "60" in message and "--max-tiles" in message
+    assert "gives more tiles than the limit of 60" in message and "--max-tiles" in message and info.value.count == 61
+    assert len(tile_region(region, "h3:8", cover="full", max_tiles=exact)) == exact
 
 
 def test_tile_region_refuses_an_empty_plan_and_bad_limits(region):

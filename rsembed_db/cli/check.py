@@ -56,6 +56,9 @@ def _print(db: str, reports: list[TableCheck]) -> None:
         if orphans:
             console.print(f"{r.table}: orphaned {', '.join(orphans[:SHOWN])}" + (" ..." if len(orphans) > SHOWN else ""),
                           highlight=False, soft_wrap=True)
+        if r.unversioned:
+            console.print(f"{r.table}: a directory without any version (a creation that failed, e.g. on a full "
+                          "disk); it holds no rows and the next write creates the table", highlight=False)
         if r.extra_rows > r.removed_rows:
             console.print(f"{r.table}: {r.duplicate_keys} keys stored more than once; "
                           "`rsembed-db check --repair` keeps the newest row of each", highlight=False)

@@ -24,15 +24,17 @@ def sql(
     out: Annotated[Optional[Path], typer.Option(help="Write the result here (needed for arrow/parquet).")] = None,
     max_rows: Annotated[Optional[int], typer.Option(help="Return at most this many rows (default 10000).")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Interrupt the query after this many seconds (default 30).")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(help="Memory the query may use, e.g. 256MB (default 1GB).")] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Run a read-only SQL query (no file or network access) and print or save the rows."""
-    from rsembed_db.query.formats import ipc_stream_bytes, json_columns, json_rows, parquet_bytes
+    from rsembed_db.query.formats import ipc_stream_bytes, json_columns, json_rows, parquet_bytes, python_rows
     from rsembed_db.query.sql import SqlLimits, run_sql
     from rsembed_db.store.lance_store import EmbeddingStore
 
     require_choice("format", format, ("table", "json", "arrow", "parquet"))
-    limits = SqlLimits(**{k: v for k, v in (("max_rows", max_rows), ("timeout_s", timeout)) if v is not None})
+    options = (("max_rows", max_rows), ("timeout_s", timeout), ("memory_limit", memory_limit))
+    limits = SqlLimits(**{k: v for k, v in options if v is not None})  # type: ignore[arg-type]
     result = run_sql(EmbeddingStore(db), query, limits)
     note = f"{result.table.num_rows} rows" + (f" (truncated at --max-rows {limits.max_rows})" if result.truncated else "")
     if format in ("arrow", "parquet"):
@@ -49,7 +51,7 @@ def sql(
             out.write_text(text, encoding="utf-8")
     else:
         table = Table(*result.table.column_names, caption=note)
-        for row in result.table.to_pylist():
+        for row in python_rows(result.table):
             table.add_row(*(Text(_cell(name, v)) for name, v in row.items()))
         Console().print(table)
 

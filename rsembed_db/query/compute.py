@@ -26,6 +26,7 @@ from rsembed_db.query.rows import grid_from_row
 from rsembed_db.specs.embedding import Embedding
 from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.store.lance_store import EmbeddingStore
+from rsembed_db.tiling.chip_grid import check_roi, roi_field, roi_pixels
 
 
 class MissingEmbeddings(NotFound):
@@ -81,6 +82,23 @@ class SingleFlight:
 
 
 FLIGHTS = SingleFlight()
+
+
+def check_roi_sizes(producer: Producer, requests: Sequence[EmbeddingRequest], max_pixels: int | None,
+                    prefixes: Sequence[str], scale_field: str = "scale_m") -> None:
+    """SpecError before anything is read or computed when an ROI has more than ``max_pixels``
+    pixels at the scale its request uses (None: no limit). The field is the ROI's own under
+    its prefix (``spatials[3].buffer_m``; a bare ``buffer_m`` for an empty prefix), or
+    ``scale_field`` when the ROI would fit at the model's default scale."""
+    if max_pixels is None:
+        return
+    for request, prefix in zip(requests, prefixes):
+        scale = request.sensor.scale_m if request.sensor is not None else producer.description.scale_m
+        default = producer.description.scale_m
+        field = ".".join(part for part in (prefix, roi_field(request.spatial)) if part)
+        if scale < default and roi_pixels(request.spatial, default) <= max_pixels:
+            field = scale_field
+        check_roi(request.spatial, scale, max_pixels, field)
 
 
 def compute_records(producer: Producer, requests: list[EmbeddingRequest]) -> list[EmbeddingRecord]:

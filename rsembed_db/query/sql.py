@@ -1,52 +1,50 @@
-"""Read-only, sandboxed SQL over the store with DuckDB.
+"""Read-only, sandboxed SQL over the store with DuckDB, in a process of its own.
 
-Every model table is visible by name: its Lance dataset is registered as an Arrow
-dataset, so DuckDB pushes projections and filters down into the Lance scan (measured
-faster than materialising the table; DuckDB's own ``lance`` extension would need a
-network install). Each query gets a fresh in-memory connection configured *before* any
-user SQL runs and then locked:
+Every model table is visible by name: its Lance dataset (at the version current when the
+query starts) is registered as an Arrow dataset, so DuckDB pushes projections and
+filters down into the Lance scan. Only a single ``SELECT`` statement (``WITH``,
+``VALUES``, ``DESCRIBE``, ``SUMMARIZE``, ``SHOW`` parse as SELECT) is accepted, and the
+connection is locked down before it runs (``query.sql_sandbox``).
 
-- ``enable_external_access = false``: no file or network access (``read_csv``,
-  ``read_parquet``, ``COPY``, ``ATTACH``, ``INSTALL`` / ``LOAD``, httpfs URLs all fail);
-- extension auto-install / auto-load and community extensions off;
-- ``python_enable_replacements = false``: Python variables are not tables;
-- memory and thread limits, then ``lock_configuration = true`` (no ``SET`` undoes it).
-
-On top, only a single ``SELECT`` statement (``WITH``, ``VALUES``, ``DESCRIBE``,
-``SUMMARIZE``, ``SHOW`` parse as SELECT) is accepted. A timer interrupts the
-connection after ``timeout_s``; at most ``max_rows`` rows come back (``truncated``
-says when more existed).
-
-DuckDB has no float16 type: a float16 table (``store.schema.VECTOR_DTYPES``) is
-registered through ``Float32Vectors``, a view of its Lance dataset whose ``vector``
-column reads as float32 (the cast runs per scanned batch, after Lance's pushdown).
+The query runs in a child process (``query.sql_worker``) so that its limits hold for
+anything, single huge values included (``repeat('x', 1e9)``, ``range(0, 150000000)``): DuckDB
+checks for interruption between vectors and bounds only its buffer manager, but such a
+value is built by one function call with plain allocations. So this process watches the
+child: it is killed when its resident memory passes ``memory_limit`` beyond its own start-up
+footprint (polled every few milliseconds; an address-space cap in the child stops faster
+allocations) or when it runs ``KILL_GRACE_S`` past ``timeout_s`` (the child interrupts
+itself at ``timeout_s``), and its result is read with a cap of ``max_result_bytes``.
+Its spill directory is private and capped, and removed afterwards. A service keeps
+``SqlWorkers(spares=1)`` so that a query does not wait for the child's imports.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
-import duckdb
-import lance
 import pyarrow as pa
 
-from rsembed_db.errors import SpecError, SqlTimeout
+import rsembed_db
+from rsembed_db.errors import ResourceLimit, SpecError, SqlTimeout, Unavailable
+from rsembed_db.query.sql_sandbox import SqlLimits, check_read_only
 from rsembed_db.store.lance_store import EmbeddingStore
-from rsembed_db.store.schema import vector_dtype
 
-BATCH_ROWS = 2048
-
-
-@dataclass(frozen=True)
-class SqlLimits:
-    """Per-query limits of the sandbox."""
-
-    max_rows: int = 10_000
-    timeout_s: float = 30.0
-    memory_limit: str = "1GB"
-    threads: int = 2
+__all__ = ["SqlLimits", "SqlResult", "SqlWorkers", "run_sql"]
+KILL_GRACE_S = 0.5  # after the time limit, before the child is killed
+POLL_S = 0.002  # memory and time checks
+START_TIMEOUT_S = 120.0  # a child that is not ready by then is given up
+STDERR_CAP = 1 << 16
+_PACKAGE_ROOT = str(Path(rsembed_db.__file__).resolve().parents[1])  # the child imports this same code
 
 
 @dataclass
@@ -54,113 +52,206 @@ class SqlResult:
     table: pa.Table
     truncated: bool
     seconds: float
+    peak_memory_bytes: int = 0  # the query process's peak resident memory
 
 
-def _config(limits: SqlLimits) -> dict[str, object]:
-    return {
-        "enable_external_access": False,
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "allow_community_extensions": False,
-        "python_enable_replacements": False,
-        "memory_limit": limits.memory_limit,
-        "threads": limits.threads,
-        "lock_configuration": True,
-    }
+class _Worker:
+    """One query process in a private temporary directory."""
 
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="rsembed-sql-")
+        path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "HOME": self.dir, "MALLOC_ARENA_MAX": "2"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "rsembed_db.query.sql_worker"], cwd=self.dir, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr  # all three are pipes
+        self.stdin, self.stdout, self.stderr_pipe = self.proc.stdin, self.proc.stdout, self.proc.stderr
+        self.started = time.monotonic()
+        self.ready = threading.Event()
+        self.base_rss = 0
+        self.stderr: deque[str] = deque(maxlen=20)
+        self.out = bytearray()
+        self.out_cap = 0
+        self.overflow = threading.Event()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
 
-class Float32Vectors(lance.LanceDataset):
-    """A Lance dataset whose float16 ``vector`` column scans as float32 (DuckDB's view of
-    a float16 table). DuckDB recognises Arrow datasets by class, hence the subclass; it
-    only calls ``schema`` and ``scanner(...).to_reader()``."""
+    def _read_stderr(self) -> None:
+        for raw in self.stderr_pipe:
+            line = raw.decode("utf-8", "replace").rstrip("\n")[:STDERR_CAP]
+            if not self.ready.is_set() and line.startswith("ready "):
+                self.base_rss = int(line.split()[1])
+                self.ready.set()
+            else:
+                self.stderr.append(line)
 
-    def __init__(self, dataset: lance.LanceDataset) -> None:
-        self.__dict__.update(dataset.__dict__)
+    def _read_stdout(self) -> None:
+        while chunk := self.stdout.read1(1 << 16):  # type: ignore[attr-defined]  # a BufferedReader
+            if len(self.out) + len(chunk) > self.out_cap:
+                self.overflow.set()
+                return
+            self.out += chunk
 
-    @property
-    def schema(self) -> pa.Schema:
-        stored = super().schema
-        vector = stored.field("vector")
-        return stored.set(stored.get_field_index("vector"),
-                          vector.with_type(pa.list_(pa.float32(), vector.type.list_size)))
+    def run(self, job: dict, limits: SqlLimits) -> tuple[pa.Table, int]:
+        """The result table and the child's peak resident memory; raises what the child reports."""
+        self.out_cap = limits.result_bytes + (1 << 20)  # + IPC framing
+        reader = threading.Thread(target=self._read_stdout, daemon=True)
+        reader.start()
+        try:
+            self.stdin.write(json.dumps(job).encode() + b"\n")
+            self.stdin.close()
+        except OSError:
+            pass  # the child died: its status says why
+        status, peak = self._watch(limits)
+        reader.join(timeout=5)
+        if self.overflow.is_set():
+            raise _result_too_large(limits)
+        if status != 0:
+            raise self._failure(status, limits, peak)
+        try:
+            return pa.ipc.open_stream(bytes(self.out)).read_all(), peak
+        except pa.ArrowInvalid as exc:
+            raise Unavailable(f"sql: the query process returned an unreadable result ({exc})") from None
 
-    def scanner(self, *args, **kwargs):  # type: ignore[override]
-        return _CastScanner(super().scanner(*args, **kwargs), self.schema)
+    def _watch(self, limits: SqlLimits) -> tuple[int, int]:
+        """Wait for the child, killing it past the memory or time limit; (exit status, peak RSS)."""
+        pid, deadline, cap, peak = self.proc.pid, None, 0, 0
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return self.proc.returncode, max(peak, usage.ru_maxrss * 1024)
+            now = time.monotonic()
+            if deadline is None and self.ready.is_set():
+                deadline, cap = now + limits.timeout_s + KILL_GRACE_S, self.base_rss + limits.memory_bytes
+            rss = _rss(pid)
+            peak = max(peak, rss)
+            if deadline is None and now - self.started > START_TIMEOUT_S:
+                self._kill()
+                raise Unavailable(f"sql: the query process did not start within {START_TIMEOUT_S:g} s")
+            if deadline is not None and now > deadline:
+                self._kill()
+                raise SqlTimeout(f"sql: query interrupted after the time limit of {limits.timeout_s:g} s")
+            if cap and rss > cap:
+                self._kill()
+                raise _out_of_memory(limits)
+            if self.overflow.is_set():
+                self._kill()
+                raise _result_too_large(limits)
+            time.sleep(POLL_S)
 
-
-class _CastScanner:
-    def __init__(self, scanner, schema: pa.Schema) -> None:
-        self.scanner, self.schema = scanner, schema
-
-    def to_reader(self) -> pa.RecordBatchReader:
-        reader = self.scanner.to_reader()
-        out = pa.schema([self.schema.field(n) if n in self.schema.names else f for n, f in
-                         zip(reader.schema.names, reader.schema)])
-        batches = (pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(b.columns, out)], schema=out)
-                   for b in reader)
-        return pa.RecordBatchReader.from_batches(out, batches)
-
-
-def sandbox(store: EmbeddingStore, limits: SqlLimits = SqlLimits()) -> duckdb.DuckDBPyConnection:
-    """A locked in-memory connection with every model table registered under its name."""
-    con = duckdb.connect(":memory:", config=_config(limits))
-    for name in store.table_names():
-        dataset = store.table(name).to_lance()
-        con.register(name, Float32Vectors(dataset) if vector_dtype(dataset.schema) == "float16" else dataset)
-    return con
-
-
-def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """SpecError (field ``sql``) unless ``sql`` is exactly one SELECT statement."""
-    if not isinstance(sql, str) or not sql.strip():
-        raise SpecError("sql", "empty query")
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise SpecError("sql", _message(exc)) from None
-    if len(statements) != 1:
-        raise SpecError("sql", f"give exactly one statement, got {len(statements)}")
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:
-        raise SpecError("sql", f"read-only: only SELECT queries are allowed, got {kind.name}")
-
-
-def run_sql(store: EmbeddingStore, sql: str, limits: SqlLimits = SqlLimits()) -> SqlResult:
-    """Run one read-only query in the sandbox; SpecError naming ``sql`` for any refusal."""
-    started = time.perf_counter()
-    con = sandbox(store, limits)
-    fired = threading.Event()
-
-    def interrupt() -> None:
-        fired.set()
-        con.interrupt()
-
-    timer = threading.Timer(limits.timeout_s, interrupt)
-    try:
-        check_read_only(con, sql)
-        timer.start()
-        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-        batches, rows = [], 0
-        for batch in reader:
-            batches.append(batch)
-            rows += batch.num_rows
-            if rows > limits.max_rows:
+    def _failure(self, status: int, limits: SqlLimits, peak: int) -> Exception:
+        report = None
+        for line in reversed(self.stderr):
+            try:
+                report = json.loads(line)
                 break
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # a streamed error arrives via Arrow
-        if fired.is_set():
-            raise SqlTimeout(f"sql: query interrupted after the time limit of {limits.timeout_s:g} s") from None
-        raise SpecError("sql", _message(exc)) from None
+            except ValueError:
+                continue
+        kind, text = (report["kind"], report["message"]) if isinstance(report, dict) else (None, None)
+        if kind == "timeout":
+            return SqlTimeout(f"sql: query interrupted after the time limit of {limits.timeout_s:g} s")
+        if kind == "memory" or (kind is None and peak > self.base_rss + limits.memory_bytes * 0.9):
+            return _out_of_memory(limits)
+        if kind == "result_bytes":
+            return _result_too_large(limits)
+        if kind == "spill":
+            return ResourceLimit("sql", f"the query would spill more than {limits.max_spill} to disk (beyond its "
+                                        f"memory limit of {limits.memory_limit}); aggregate or filter more")
+        if kind == "error":
+            return SpecError("sql", str(text))
+        return Unavailable(f"sql: the query process ended with status {status}: " + " | ".join(self.stderr)[-500:])
+
+    def _kill(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        try:
+            os.wait4(self.proc.pid, 0)
+        except ChildProcessError:
+            pass
+        self.proc.returncode = -9
+
+    def close(self) -> None:
+        if self.proc.returncode is None:
+            self._kill()
+        for stream in (self.stdin, self.stdout, self.stderr_pipe):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _out_of_memory(limits: SqlLimits) -> ResourceLimit:
+    return ResourceLimit("sql", f"the query needed more memory than the limit of {limits.memory_limit}; "
+                                "aggregate or filter more, or select fewer and smaller values")
+
+
+def _result_too_large(limits: SqlLimits) -> ResourceLimit:
+    return ResourceLimit("sql", f"the result is larger than the limit of {limits.max_result_bytes}; "
+                                "select fewer rows or columns")
+
+
+class SqlWorkers:
+    """Query processes, each running one query; after the first query, ``spares`` are kept
+    started ahead (their imports take a second)."""
+
+    def __init__(self, spares: int = 0) -> None:
+        self.spares = spares
+        self._ready: deque[_Worker] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self) -> _Worker:
+        with self._lock:
+            while self._ready:
+                worker = self._ready.popleft()
+                if worker.proc.poll() is None:
+                    break
+                worker.close()
+            else:
+                worker = None
+        if self.spares:
+            threading.Thread(target=self._refill, daemon=True).start()
+        return worker or _Worker()
+
+    def _refill(self) -> None:
+        with self._lock:
+            while not self._closed and len(self._ready) < self.spares:
+                self._ready.append(_Worker())
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            spares, self._ready = list(self._ready), deque()
+        for worker in spares:
+            worker.close()
+
+
+def run_sql(store: EmbeddingStore, sql: str, limits: SqlLimits = SqlLimits(),
+            workers: SqlWorkers | None = None) -> SqlResult:
+    """Run one read-only query under ``limits``: SpecError naming ``sql`` for any refusal,
+    SqlTimeout past the time limit, ResourceLimit past the memory or result-size limit."""
+    started = time.perf_counter()
+    check_read_only(sql)
+    tables = {}
+    for name in store.table_names():
+        dataset = store.dataset(name)
+        tables[name] = [dataset.uri, dataset.version]
+    worker = (workers or SqlWorkers()).take()
+    try:
+        job = {"sql": sql, "limits": limits.to_dict(), "tables": tables, "storage_options": store.storage_options}
+        table, peak = worker.run(job, limits)
     finally:
-        timer.cancel()
-        con.close()
+        worker.close()
     truncated = table.num_rows > limits.max_rows
-    return SqlResult(table.slice(0, limits.max_rows), truncated, time.perf_counter() - started)
-
-
-def _message(exc: Exception) -> str:
-    """DuckDB's message on one line, without the caret context that follows a blank line."""
-    text = " ".join(str(exc).strip().split("\n\n")[0].split())
-    if isinstance(exc, duckdb.PermissionException):
-        return f"file, network and extension access is disabled in the SQL sandbox ({text})"
-    return text
+    return SqlResult(table.slice(0, limits.max_rows), truncated, time.perf_counter() - started, peak)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from rsembed_db import __version__
 from rsembed_db.query import hot
@@ -23,7 +23,7 @@ from rsembed_db.service import (
 )
 from rsembed_db.service.context import Context, ServiceContext
 from rsembed_db.service.errors import install_error_handlers
-from rsembed_db.service.limits import BodySizeLimit
+from rsembed_db.service.limits import BodySizeLimit, unicode_body
 from rsembed_db.service.settings import ServiceSettings
 
 DESCRIPTION = """An embedding database for Earth observation.
@@ -46,7 +46,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         yield
         shared.close()
 
-    app = FastAPI(title="rsembed-db", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="rsembed-db", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  dependencies=[Depends(unicode_body)])
     app.state.ctx = shared
     app.add_middleware(BodySizeLimit, max_bytes=shared.settings.max_body_bytes)
     install_error_handlers(app)

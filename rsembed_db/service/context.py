@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from rsembed_db.producers.base import Producer
 from rsembed_db.producers.catalog import get_embedder, is_product, make_producer
 from rsembed_db.producers.onthefly import OnTheFlyProducer
+from rsembed_db.query.sql import SqlWorkers
 from rsembed_db.service.errors import ApiError
 from rsembed_db.service.jobs import IngestJobs
 from rsembed_db.service.settings import ServiceSettings
@@ -42,6 +43,7 @@ class ServiceContext:
         self.settings = settings
         self.store = EmbeddingStore(settings.db, dict(settings.storage_options))
         self.jobs = IngestJobs(self.store, settings.ingest_workers)
+        self.sql_workers = SqlWorkers(spares=1)  # a query process started ahead of each query
         self._producers: OrderedDict[tuple[str, str], Future[Producer]] = OrderedDict()
         self._source: ImagerySource | None = None
         self._lock = threading.Lock()
@@ -100,6 +102,7 @@ class ServiceContext:
 
     def close(self) -> None:
         self.jobs.shutdown()
+        self.sql_workers.close()
 
 
 async def context(request: Request) -> ServiceContext:

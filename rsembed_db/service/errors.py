@@ -2,8 +2,9 @@
 
 Expected failures (``rsembed_db.errors``) map to statuses through one table,
 ``STATUS_CODES``, looked up along each error's bases. Besides those: 401 missing or
-unknown key, 403 key lacks the scope, 405 method not allowed, 406 unsupported
-``Accept``, 413 body / batch too large, 422 request validation, 500 unexpected.
+unknown key, 403 key lacks the scope, 405 method not allowed (with ``Allow``), 406
+unsupported ``Accept``, 413 body / batch too large, 422 request validation, 500
+unexpected. ``errors(...)`` documents an endpoint's statuses in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from rsembed_db.errors import (
     MissingWeights,
@@ -23,12 +26,14 @@ from rsembed_db.errors import (
     RsembedError,
     SpecError,
     SqlTimeout,
+    StorageError,
     TileFailure,
     Unavailable,
     WriteConflict,
 )
 
 log = logging.getLogger("rsembed_db.service")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 STATUS_CODES: dict[type[RsembedError], int] = {
     SpecError: 422,
@@ -39,8 +44,38 @@ STATUS_CODES: dict[type[RsembedError], int] = {
     Unavailable: 503,
     MissingWeights: 503,
     SqlTimeout: 504,
+    StorageError: 507,
     RsembedError: 500,
 }
+MEANINGS = {
+    401: "No API key, or an unknown one.",
+    403: "The key lacks the scope (write) this needs.",
+    404: "No such model, table, key, job or label set (`field` says which).",
+    406: "`Accept` names no format this endpoint produces.",
+    409: "A commit lost to concurrent writers more often than its retries allow: run it again.",
+    413: "Too large: the body, a batch, a region's tiles, or a result / the memory a query needs.",
+    422: "Invalid input: `field` names it (and `allowed` lists the choices, where finite).",
+    503: "Imagery, weights or an upstream service are not available.",
+    504: "The query ran past its time limit.",
+    507: "The database cannot be written (read-only, permission denied, no space left).",
+}
+
+
+class ErrorDetail(BaseModel):
+    field: str | None
+    message: str
+    allowed: list[str] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"field": ..., "message": ...}}``."""
+
+    error: ErrorDetail
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (their JSON body and meaning)."""
+    return {code: {"model": ErrorBody, "description": MEANINGS[code]} for code in codes}
 
 
 def status_code(exc: RsembedError) -> int:
@@ -74,6 +109,14 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app serves at the request's path (each asked of the
+    routes as a request with that method would be: included routers hide their routes)."""
+    routes = request.app.router.routes
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -98,8 +141,12 @@ def install_error_handlers(app: FastAPI) -> None:
                                        for e in exc.errors()])
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, None, str(exc.detail))
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        response = error_response(exc.status_code, None, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

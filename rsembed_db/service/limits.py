@@ -1,11 +1,15 @@
-"""Request limits: the body size (413) and the ``Accept`` negotiation of result formats (406)."""
+"""Request limits: the body size (413), text that is Unicode (422), and the ``Accept``
+negotiation of result formats (406)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rsembed_db.errors import SpecError
 from rsembed_db.service.errors import ApiError
 
 
@@ -54,6 +58,46 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+async def unicode_body(request: Request) -> None:
+    """Refuse (422 naming the field) a JSON body with a lone surrogate such as ``"\\ud800"``:
+    JSON allows the escape, but such a string cannot be encoded, hashed or stored."""
+    if request.method not in ("POST", "PUT", "PATCH") or not await request.body():
+        return
+    try:
+        body = await request.json()
+    except Exception:  # noqa: BLE001 - malformed bodies are answered by the route's own parsing
+        return
+    bad = _lone_surrogate(body)
+    if bad is not None:
+        raise SpecError(bad, "text must be valid Unicode: it holds a lone surrogate (\\ud800-\\udfff)")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The path (``spatials[0].h3``) of the first string or key holding a lone surrogate."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str) and not _encodes(item):
+            return path or "body"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if not _encodes(str(key)):
+                    return path or "body"
+                stack.append((name, child))
+        elif isinstance(item, list):
+            stack += [(f"{path}[{i}]", child) for i, child in enumerate(item)]
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:

@@ -126,12 +126,14 @@ def input_prep(value: Any, field: str = "input_prep") -> InputPrepSpec | None:
                  "input_prep")
 
 
-def model_config(value: dict[str, Any] | None) -> dict[str, Any]:
+def model_config(value: Any) -> dict[str, Any]:
     """Model configuration from JSON; lists become tuples, as on the command line.
 
     Run-time options (device, weights and cache folders, batch size) are the server's,
     not a client's: a request naming one is refused.
     """
+    if value is not None and not isinstance(value, dict):
+        raise SpecError("model_config", f"must be a JSON object of settings, got {type(value).__name__}")
     config = dict(value or {})
     for name in RUNTIME_OPTIONS:
         if name in config:

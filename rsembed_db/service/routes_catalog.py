@@ -12,30 +12,31 @@ from rsembed_db.query.tables import table_summary
 from rsembed_db.query.text import has_text_tower
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
-from rsembed_db.service.errors import ApiError
+from rsembed_db.service.errors import ApiError, errors
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 
-@router.get("/models", summary="Every model, with its description")
+@router.get("/models", summary="Every model, with its description", responses=errors(401))
 def models(_: Reader) -> dict[str, Any]:
     return {"models": [describe_model(name).to_dict() for name in list_models()]}
 
 
-@router.get("/models/{name}", summary="One model's description")
+@router.get("/models/{name}", summary="One model's description", responses=errors(401, 404))
 def model(name: str, _: Reader) -> dict[str, Any]:
     if name not in list_models():
         raise ApiError(404, "model", f"unknown model {name!r}", allowed=list_models())
     return describe_model(name).to_dict()
 
 
-@router.get("/tables", summary="Stored tables: rows, vector width, models")
+@router.get("/tables", summary="Stored tables: rows, vector width, models", responses=errors(401))
 def tables(ctx: Context, _: Reader) -> dict[str, Any]:
     return {"tables": [{"name": i.name, "rows": i.rows, "dim": i.dim, "models": list(i.models), "tilings": i.tilings,
                         "vector_dtype": i.vector_dtype} for i in ctx.store.info()]}
 
 
-@router.get("/tables/{name}", summary="One table: counts, columns, time windows, extent, text search")
+@router.get("/tables/{name}", summary="One table: counts, columns, time windows, extent, text search",
+            responses=errors(401, 404))
 def table(name: str, ctx: Context, _: Reader) -> dict[str, Any]:
     info = next((i for i in ctx.store.info() if i.name == name), None)
     if info is None:

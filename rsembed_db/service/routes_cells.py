@@ -13,6 +13,7 @@ from rsembed_db.query.formats import ARROW_STREAM, JSON, ipc_stream_bytes
 from rsembed_db.query.request import SearchFilters
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
+from rsembed_db.service.errors import errors
 from rsembed_db.service.limits import negotiate
 from rsembed_db.service.tables import resolve_table
 
@@ -24,7 +25,7 @@ FORMATS = (GEOJSON, JSON, ARROW_STREAM)
 @router.get("/cells", summary="Stored cells of a view (bbox, window), paged, with PCA colours", response_model=None,
             responses={200: {"description": "A GeoJSON FeatureCollection (or Arrow IPC stream); headers "
                                             "X-Total-Count and X-Next-Offset.",
-                             "content": {GEOJSON: {}, JSON: {}, ARROW_STREAM: {}}}})
+                             "content": {GEOJSON: {}, JSON: {}, ARROW_STREAM: {}}}, **errors(401, 404, 406, 413, 422)})
 def cells(
     request: Request, ctx: Context, _: Reader,
     table: Annotated[str | None, Query(description="Table name (or model).")] = None,

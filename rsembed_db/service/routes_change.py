@@ -15,6 +15,7 @@ from rsembed_db.query.formats import ARROW_STREAM, JSON, PARQUET, ipc_stream_byt
 from rsembed_db.query.request import SearchFilters
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
+from rsembed_db.service.errors import errors
 from rsembed_db.service.limits import negotiate
 from rsembed_db.service.tables import resolve_table
 
@@ -40,7 +41,8 @@ class ChangeBody(BaseModel):
 
 @router.post("/change", summary="Change between two years per place (cosine distance), largest first",
              response_model=None, responses={200: {"description": "GeoJSON (default), Arrow IPC stream or GeoParquet.",
-                                                   "content": {GEOJSON: {}, JSON: {}, ARROW_STREAM: {}, PARQUET: {}}}})
+                                                   "content": {GEOJSON: {}, JSON: {}, ARROW_STREAM: {}, PARQUET: {}}},
+                                             **errors(401, 404, 406, 413, 422)})
 def post_change(body: ChangeBody, request: Request, ctx: Context, _: Reader) -> Response:
     media = negotiate(request.headers.get("accept"), FORMATS)
     cap = ctx.settings.max_cells

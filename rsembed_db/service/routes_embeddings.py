@@ -7,7 +7,9 @@ needed for that when keys are configured); ``compute=never`` answers 404 for mis
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -16,19 +18,21 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from rsembed_db.errors import SpecError, TileFailure
-from rsembed_db.query.compute import MissingEmbeddings, read_through
+from rsembed_db.query.compute import MissingEmbeddings, check_roi_sizes, read_through
 from rsembed_db.query.formats import json_value
 from rsembed_db.service import params
 from rsembed_db.service.auth import KEY_HEADER, Principal, Reader
 from rsembed_db.service.context import Context, ServiceContext
-from rsembed_db.service.errors import ApiError
+from rsembed_db.service.errors import ApiError, errors
 from rsembed_db.specs.embedding import Embedding
 from rsembed_db.specs.output import InputPrepSpec, OutputSpec
+from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.specs.sensor import FetchSpec, SensorSpec
 from rsembed_db.specs.spatial import SpatialSpec
 from rsembed_db.specs.temporal import TemporalSpec
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
+ROI_FIELDS = ("buffer_m", "bbox", "h3", "spatial")
 Compute = Literal["auto", "never"]
 
 
@@ -93,12 +97,16 @@ class _Query:
     input_prep: InputPrepSpec | None
     modality: str | None
     compute: str
+    prefixes: list[str]  # the field of each ROI in the request ("" for query parameters)
+    scale_field: str = "scale_m"
 
 
 def _answer(ctx: ServiceContext, who: Principal, q: _Query) -> dict[str, Any]:
     producer = ctx.producer(q.model, q.config).for_request(q.modality, q.sensor)
-    requests = [producer.request(s, q.temporal, q.output, q.sensor, q.fetch, q.input_prep, q.modality)
-                for s in q.spatials]
+    requests = [_roi_under(prefix, partial(producer.request, s, q.temporal, q.output, q.sensor, q.fetch,
+                                           q.input_prep, q.modality))
+                for s, prefix in zip(q.spatials, q.prefixes)]
+    check_roi_sizes(producer, requests, ctx.settings.max_roi_pixels, q.prefixes, q.scale_field)
     try:
         embeddings = read_through(producer, requests, ctx.store, compute=q.compute == "auto" and who.can_write)
     except TileFailure as exc:
@@ -115,7 +123,18 @@ def _answer(ctx: ServiceContext, who: Principal, q: _Query) -> dict[str, Any]:
             "items": [embedding_json(e) for e in embeddings]}
 
 
-@router.post("/embeddings", summary="Embeddings for several ROIs (read-through, compute on miss)")
+def _roi_under(prefix: str, build: Callable[[], EmbeddingRequest]) -> EmbeddingRequest:
+    """``build()``, with an error about the ROI itself (too wide to sample) named under ``prefix``."""
+    try:
+        return build()
+    except SpecError as exc:
+        if not prefix or exc.field not in ROI_FIELDS:
+            raise
+        raise SpecError(f"{prefix}.{exc.field}", exc.message, exc.allowed) from None
+
+
+@router.post("/embeddings", summary="Embeddings for several ROIs (read-through, compute on miss)",
+             responses=errors(401, 403, 404, 409, 413, 422, 503, 507))
 def post_embeddings(body: EmbeddingsBody, ctx: Context, who: Reader) -> dict[str, Any]:
     if len(body.spatials) > ctx.settings.max_batch:
         raise ApiError(413, "spatials", f"{len(body.spatials)} ROIs, more than the limit of "
@@ -124,7 +143,8 @@ def post_embeddings(body: EmbeddingsBody, ctx: Context, who: Reader) -> dict[str
         body.model, params.model_config(body.config),
         [params.spatial(s, f"spatials[{i}]") for i, s in enumerate(body.spatials)],
         params.temporal(body.temporal), params.output(body.output), params.sensor(body.sensor),
-        params.fetch(body.fetch), params.input_prep(body.input_prep), body.modality, body.compute))
+        params.fetch(body.fetch), params.input_prep(body.input_prep), body.modality, body.compute,
+        [f"spatials[{i}]" for i in range(len(body.spatials))], "sensor.scale_m" if body.sensor else "fetch.scale_m"))
 
 
 def _json_object(field: str, text: str | None) -> dict[str, Any] | None:
@@ -139,7 +159,8 @@ def _json_object(field: str, text: str | None) -> dict[str, Any] | None:
     return value
 
 
-@router.get("/embeddings", summary="One embedding (read-through, compute on miss)")
+@router.get("/embeddings", summary="One embedding (read-through, compute on miss)",
+            responses=errors(401, 403, 404, 409, 422, 503, 507))
 def get_embedding(
     ctx: Context, who: Reader,
     model: str,
@@ -175,7 +196,7 @@ def get_embedding(
         params.temporal(window, ""),
         params.output({"mode": output, "pooling": pooling, "grid_orientation": grid_orientation}, ""),
         params.sensor(_json_object("sensor", sensor)), params.fetch(overrides or None, ""),
-        params.input_prep(input_prep, "input_prep"), modality, compute))
+        params.input_prep(input_prep, "input_prep"), modality, compute, [""]))
     return {"model": answer["model"], "table": answer["table"], **answer["items"][0]}
 
 

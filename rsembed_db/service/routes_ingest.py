@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rsembed_db.service import params
 from rsembed_db.service.auth import Reader, Writer
 from rsembed_db.service.context import Context
-from rsembed_db.service.errors import ApiError
+from rsembed_db.service.errors import ApiError, errors
 from rsembed_db.specs.output import OutputSpec
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.store.schema import check_vector_dtype
@@ -41,7 +41,8 @@ class IngestBody(BaseModel):
         "tessera and gse, else float32); an existing table keeps its own and refuses another"))
 
 
-@router.post("/ingest", status_code=202, summary="Start an ingest job (needs a write key)")
+@router.post("/ingest", status_code=202, summary="Start an ingest job (needs a write key)",
+             responses=errors(401, 403, 413, 422, 503))
 def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) -> dict[str, Any]:
     require_choice("output", body.output, ("pooled", "grid", "both"))
     out_spec = OutputSpec.pooled(body.pooling) if body.output == "pooled" else OutputSpec.grid(pooling=body.pooling)
@@ -55,7 +56,7 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
     try:
         spatials = tile_region(region_from_geojson(body.region), body.tiles, cover=body.cover, max_tiles=limit)
     except TooManyTilesError as exc:
-        raise ApiError(413, "region", f"the region gives about {exc.count} {body.tiles} tiles, more than "
+        raise ApiError(413, "region", f"the region gives {exc.amount} {body.tiles} tiles, more than "
                                       f"this server's limit of {limit}; split it or use a coarser tiler") from None
     ctx.require_imagery(producer)
     requests = producer.requests(spatials, temporal, out_spec, input_prep=params.input_prep(body.input_prep))
@@ -64,12 +65,12 @@ def start_ingest(body: IngestBody, response: Response, ctx: Context, _: Writer) 
     return job
 
 
-@router.get("/ingest", summary="Ingest jobs of every replica over this store, newest first")
+@router.get("/ingest", summary="Ingest jobs of every replica over this store, newest first", responses=errors(401))
 def list_jobs(ctx: Context, _: Reader) -> dict[str, Any]:
     return {"jobs": ctx.jobs.list()}
 
 
-@router.get("/ingest/{job_id}", summary="An ingest job: state, planned/done/failed, errors")
+@router.get("/ingest/{job_id}", summary="An ingest job: state, planned/done/failed, errors", responses=errors(401, 404))
 def job_status(job_id: str, ctx: Context, _: Reader) -> dict[str, Any]:
     try:
         return ctx.jobs.get(job_id)
@@ -77,7 +78,8 @@ def job_status(job_id: str, ctx: Context, _: Reader) -> dict[str, Any]:
         raise ApiError(404, "job_id", f"no ingest job {job_id!r}") from None
 
 
-@router.delete("/ingest/{job_id}", summary="Cancel an ingest job after its current batch")
+@router.delete("/ingest/{job_id}", summary="Cancel an ingest job after its current batch",
+               responses=errors(401, 403, 404))
 def cancel_job(job_id: str, ctx: Context, caller: Writer) -> dict[str, Any]:
     try:
         return ctx.jobs.cancel(job_id, who=caller.key_id)

@@ -17,7 +17,7 @@ from rsembed_db.errors import SpecError
 from rsembed_db.query.labels import label_set_geojson, labelled_rows
 from rsembed_db.service.auth import Principal, Reader, Writer
 from rsembed_db.service.context import Context
-from rsembed_db.service.errors import ApiError
+from rsembed_db.service.errors import ApiError, errors
 from rsembed_db.service.tables import resolve_table
 from rsembed_db.store.labels import LabelSets, check_set_name
 
@@ -60,18 +60,18 @@ def _who(body_who: str | None, caller: Principal) -> str:
     return f"{body_who.strip()} ({caller.key_id})"
 
 
-@router.get("/labels", summary="Every label set: table, counts, last change")
+@router.get("/labels", summary="Every label set: table, counts, last change", responses=errors(401))
 def list_sets(ctx: Context, _: Reader) -> dict[str, Any]:
     return {"sets": [info.to_dict() for info in LabelSets(ctx.store).sets()]}
 
 
 @router.get("/labels/{set}.geojson", summary="A label set as GeoJSON (the labelled rows' footprints)",
-            response_model=None, responses={200: {"content": {GEOJSON: {}}}})
+            response_model=None, responses={200: {"content": {GEOJSON: {}}}, **errors(401, 404, 422)})
 def set_geojson(name: SetName, ctx: Context, _: Reader) -> JSONResponse:
     return JSONResponse(label_set_geojson(ctx.store, name), media_type=GEOJSON)
 
 
-@router.get("/labels/{set}", summary="A label set: its labels with the rows' places")
+@router.get("/labels/{set}", summary="A label set: its labels with the rows' places", responses=errors(401, 404, 422))
 def get_set(name: SetName, ctx: Context, _: Reader) -> dict[str, Any]:
     rows = labelled_rows(ctx.store, name)
     for row in rows:
@@ -79,7 +79,8 @@ def get_set(name: SetName, ctx: Context, _: Reader) -> dict[str, Any]:
     return {"name": name, "table": rows[0]["table"], "labels": rows}
 
 
-@router.post("/labels/{set}", summary="Add or change labels of a set (needs a write key)")
+@router.post("/labels/{set}", summary="Add or change labels of a set (needs a write key)",
+             responses=errors(401, 403, 404, 409, 413, 422, 507))
 def put_labels(name: SetName, body: LabelsBody, ctx: Context, caller: Writer) -> dict[str, Any]:
     table, _variant = resolve_table(ctx, body.table, body.model, body.config)
     sets = LabelSets(ctx.store)
@@ -88,14 +89,16 @@ def put_labels(name: SetName, body: LabelsBody, ctx: Context, caller: Writer) ->
     return {"written": written, **info.to_dict()}
 
 
-@router.delete("/labels/{set}/{key}", summary="Remove one label from a set (needs a write key)")
+@router.delete("/labels/{set}/{key}", summary="Remove one label from a set (needs a write key)",
+               responses=errors(401, 403, 404, 409, 422, 507))
 def delete_label(name: SetName, key: str, ctx: Context, _: Writer) -> dict[str, Any]:
     if LabelSets(ctx.store).delete(name, [key]) == 0:
         raise ApiError(404, "key", f"label set {name!r} has no label for key {key!r}")
     return {"removed": 1}
 
 
-@router.delete("/labels/{set}", summary="Remove a whole label set (needs a write key)")
+@router.delete("/labels/{set}", summary="Remove a whole label set (needs a write key)",
+               responses=errors(401, 403, 404, 409, 422, 507))
 def delete_set(name: SetName, ctx: Context, _: Writer) -> dict[str, Any]:
     removed = LabelSets(ctx.store).delete(name)
     if removed == 0:

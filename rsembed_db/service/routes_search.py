@@ -16,6 +16,7 @@ from rsembed_db.query.text import text_query
 from rsembed_db.service import params
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
+from rsembed_db.service.errors import errors
 from rsembed_db.service.limits import negotiate
 from rsembed_db.service.tables import resolve_table
 
@@ -27,7 +28,8 @@ EXAMPLE = {"model": "mosaiks", "near": [12.6, 52.49], "k": 10, "metric": "cosine
 
 
 @router.post("/search", summary="Similarity search over a model's table", response_model=None, responses={
-    200: {"description": "Nearest rows first.", "content": {JSON: {}, GEOJSON: {}, ARROW_STREAM: {}}}})
+    200: {"description": "Nearest rows first.", "content": {JSON: {}, GEOJSON: {}, ARROW_STREAM: {}}},
+    **errors(401, 404, 406, 413, 422, 503)})
 def post_search(
     body: Annotated[dict[str, Any], Body(
         description="`model` (+ `model_config`) or `table`, plus a SearchRequest: exactly one of vector, "

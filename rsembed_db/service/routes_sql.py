@@ -20,6 +20,7 @@ from rsembed_db.query.formats import (
 from rsembed_db.query.sql import run_sql
 from rsembed_db.service.auth import Reader
 from rsembed_db.service.context import Context
+from rsembed_db.service.errors import errors
 from rsembed_db.service.limits import negotiate
 
 router = APIRouter(prefix="/v1", tags=["sql"])
@@ -37,13 +38,13 @@ class SqlBody(BaseModel):
 @router.post("/sql", summary="Read-only SQL over the stored tables", response_model=None, responses={
     200: {"description": "The rows; headers X-Row-Count and X-Truncated.",
           "content": {JSON: {}, ARROW_STREAM: {}, PARQUET: {}}},
-    406: {"description": "Accept names no supported format."}})
+    **errors(401, 406, 413, 422, 503, 504)})
 def sql(body: SqlBody, request: Request, response: Response, ctx: Context, _: Reader) -> Response | dict[str, Any]:
     media = negotiate(request.headers.get("accept"), FORMATS)
     limits = ctx.settings.sql
     if body.max_rows is not None:
         limits = dataclasses.replace(limits, max_rows=min(body.max_rows, limits.max_rows))
-    result = run_sql(ctx.store, body.sql, limits)
+    result = run_sql(ctx.store, body.sql, limits, ctx.sql_workers)
     headers = {"X-Row-Count": str(result.table.num_rows), "X-Truncated": str(result.truncated).lower()}
     if media == ARROW_STREAM:
         return Response(ipc_stream_bytes(result.table), media_type=ARROW_STREAM, headers=headers)

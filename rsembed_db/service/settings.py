@@ -10,6 +10,7 @@ from rsembed_db.query.hot import ENV_BUDGET
 from rsembed_db.query.sql import SqlLimits
 from rsembed_db.service.auth import ApiKeys
 from rsembed_db.store.lance_store import default_db_path
+from rsembed_db.tiling.chip_grid import DEFAULT_MAX_ROI_PIXELS
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,10 @@ class ServiceSettings:
     ``api_keys``: empty means an open service (``serve`` only binds it to loopback).
     ``public_reads``: with keys configured, let reads through without a key.
     Limits: ``max_body_bytes`` (request body), ``max_region_tiles`` (ingest plans),
-    ``max_batch`` (ROIs per embeddings request), ``sql`` (rows, time, memory),
+    ``max_batch`` (ROIs per embeddings request), ``max_roi_pixels`` (pixels of one ROI at
+    the model's scale, checked for every ROI before anything is read or computed: 422
+    naming ``buffer_m`` / ``bbox`` / ``spatials[i]...``), ``sql`` (rows, time, memory,
+    result bytes, spill),
     ``max_cells`` (rows per page of ``/v1/cells`` and ``/v1/change``), ``max_view_rows``
     (rows a map view or change request may span before it must be narrowed).
     ``basemap_style``: a MapLibre style URL the explorer draws under the cells (default:
@@ -42,6 +46,7 @@ class ServiceSettings:
     max_body_bytes: int = 2 * 1024 * 1024
     max_region_tiles: int = 10_000
     max_batch: int = 256
+    max_roi_pixels: int = DEFAULT_MAX_ROI_PIXELS
     sql: SqlLimits = field(default_factory=SqlLimits)
     ingest_workers: int = 1
     max_cells: int = 5_000

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rsembed_db.errors import SpecError
-from rsembed_db.specs.validate import require_choice
+from rsembed_db.specs.validate import from_fields, require_choice
 
 POOLINGS = ("mean", "max")
 ORIENTATIONS = ("north_up", "native")
@@ -44,7 +44,7 @@ class OutputSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OutputSpec":
-        return cls(**data)
+        return from_fields(cls, data, "output")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from rsembed_db.errors import SpecError
-from rsembed_db.specs.validate import require_choice, require_number, require_positive
+from rsembed_db.specs.validate import from_fields, require_choice, require_number, require_positive
 
 COMPOSITES = ("median", "mosaic")
 ORBITS = ("ASCENDING", "DESCENDING")
@@ -38,6 +38,8 @@ class SensorSpec:
     def __post_init__(self) -> None:
         if isinstance(self.bands, (list, str)):
             object.__setattr__(self, "bands", (self.bands,) if isinstance(self.bands, str) else tuple(self.bands))
+        if not isinstance(self.bands, tuple):
+            raise SpecError("bands", f"must be a list of band names, got {self.bands!r}")
         self.validate()
 
     def validate(self) -> None:
@@ -73,11 +75,9 @@ class SensorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SensorSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SpecError("sensor", f"unknown fields {sorted(unknown)}", sorted(known))
-        return cls(**data)
+        """From the fields of ``to_dict`` (``collection`` and ``bands`` required); SpecError
+        naming ``sensor.<field>`` for an unknown or missing one."""
+        return from_fields(cls, data, "sensor")
 
 
 @dataclass(frozen=True)

@@ -154,9 +154,11 @@ class GridCell:
         self.validate()
 
     def validate(self) -> None:
+        if not isinstance(self.crs, str):
+            raise SpecError("crs", f"must be a CRS string such as EPSG:32633, got {self.crs!r}")
         try:
             parsed = pyproj.CRS.from_user_input(self.crs)
-        except pyproj.exceptions.CRSError as exc:
+        except (pyproj.exceptions.CRSError, UnicodeError, ValueError) as exc:
             raise SpecError("crs", f"unknown CRS {self.crs!r}") from exc
         if not parsed.is_projected:
             raise SpecError("crs", f"must be a projected CRS in metres, got {self.crs!r}")

@@ -44,6 +44,7 @@ class TableCheck:
     dangling_versions: list[dict[str, Any]] = field(default_factory=list)  # {"version", "problem"}
     orphaned_index_files: list[str] = field(default_factory=list)
     orphaned_data_files: list[str] = field(default_factory=list)
+    unversioned: bool = False  # a directory without any version: a creation that failed (garbage, no rows)
 
     @property
     def healthy(self) -> bool:
@@ -55,7 +56,8 @@ class TableCheck:
                 "duplicate_keys": self.duplicate_keys, "extra_rows": self.extra_rows,
                 "removed_rows": self.removed_rows, "versions": self.versions,
                 "dangling_versions": self.dangling_versions, "orphaned_index_files": self.orphaned_index_files,
-                "orphaned_data_files": self.orphaned_data_files, "healthy": self.healthy}
+                "orphaned_data_files": self.orphaned_data_files, "unversioned": self.unversioned,
+                "healthy": self.healthy}
 
 
 def key_columns(schema: pa.Schema) -> tuple[str, ...]:
@@ -68,8 +70,12 @@ def key_columns(schema: pa.Schema) -> tuple[str, ...]:
 def check_table(store: EmbeddingStore, name: str, repair: bool = False) -> TableCheck:
     """Check table ``name`` (any table of the store, internal ones included); with
     ``repair``, delete the duplicate rows (the newest of each key is kept)."""
-    table = store.table(name)
-    dataset = table.to_lance()
+    try:
+        dataset = store.table(name).to_lance()
+    except ValueError as exc:  # listed (its directory exists) but no version to open
+        if "not found" not in str(exc):
+            raise
+        return TableCheck(name, unversioned=True)
     report = TableCheck(name, key_columns=key_columns(dataset.schema))
     doomed = _older_duplicates(dataset, report)
     if repair and doomed:
@@ -143,7 +149,7 @@ def _check_files(dataset, report: TableCheck, storage_options: dict[str, str] | 
         except (OSError, RuntimeError, ValueError) as exc:
             report.dangling_versions.append({"version": version, "problem": f"cannot be read: {exc}"})
             continue
-        files = {d.path for f in fragments for d in f.data_files()}
+        files = {d.path for f in fragments for d in f.files}
         deletions = {f.deletion_file.path(f.id).rsplit("/", 1)[-1] for f in fragments if f.deletion_file is not None}
         missing = sorted(files - data_files) + sorted(deletions - deletion_files) + sorted(indices - index_dirs)
         if missing:

@@ -152,7 +152,12 @@ class EmbeddingStore:
                 return self.db.create_table(name, schema=schema, exist_ok=True)
             except (OSError, RuntimeError, ValueError) as exc:
                 if "already exists" in str(exc) or name in self._all_tables():
-                    return self.db.open_table(name)
+                    try:
+                        return self.db.open_table(name)
+                    except (OSError, RuntimeError, ValueError):
+                        # A directory without a version: the creation itself failed (e.g. the disk
+                        # filled after its mkdir); report why, not that the table is missing.
+                        raise exc from None
                 raise
         return retry_on_conflict(create, f"creating table {name!r} in {self.uri}")
 

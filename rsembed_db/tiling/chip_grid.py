@@ -1,4 +1,5 @@
-"""ChipGrid: the pixel grid a spatial spec is sampled on (local UTM at ``scale_m``)."""
+"""ChipGrid: the pixel grid a spatial spec is sampled on (local UTM at ``scale_m``), and
+the size guard on it (``check_roi``: pixels per ROI, checked before anything is fetched)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ from rasterio.features import geometry_mask
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 
+from rsembed_db.errors import SpecError
 from rsembed_db.specs.spatial import (
     WGS84,
+    BBox,
     GridCell,
+    H3Cell,
     PointBuffer,
     SpatialSpec,
     transformer,
     utm_crs_for,
 )
-from rsembed_db.tiling.region import project_lonlat
+from rsembed_db.tiling.region import check_utm_reach, project_lonlat
+
+# Compute-on-miss refuses ROIs of more pixels than this at the model's scale (1024 x 1024):
+# inputs, feature maps and grids grow with it (a 1200 x 1200 MOSAIKS chip needed 5 GB).
+DEFAULT_MAX_ROI_PIXELS = 1 << 20
+_M_PER_DEG_LAT = 110_574.0
+_M_PER_DEG_LON = 111_320.0  # at the equator
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,42 @@ class ChipGrid:
         return inside
 
 
+def roi_field(spatial: SpatialSpec) -> str:
+    """The request field that sets the ROI's size: ``buffer_m``, ``bbox``, ``h3`` or ``spatial``."""
+    if isinstance(spatial, PointBuffer):
+        return "buffer_m"
+    return "bbox" if isinstance(spatial, BBox) else "h3" if isinstance(spatial, H3Cell) else "spatial"
+
+
+def roi_pixels(spatial: SpatialSpec, scale_m: float) -> float:
+    """About how many pixels the ROI's chip grid has at ``scale_m`` (never fewer), from its
+    size alone: cheap, and finite for any ROI (nothing is projected)."""
+    if isinstance(spatial, PointBuffer):
+        side = 2 * float(spatial.buffer_m)
+        return (side / scale_m + 1) ** 2
+    if isinstance(spatial, GridCell):
+        return (float(spatial.size_m) / scale_m + 1) ** 2
+    minlon, minlat, maxlon, maxlat = spatial.lonlat_geometry().bounds
+    widest = 0.0 if minlat <= 0 <= maxlat else min(abs(minlat), abs(maxlat))  # the latitude nearest the equator
+    width = (maxlon - minlon) * _M_PER_DEG_LON * math.cos(math.radians(widest))
+    height = (maxlat - minlat) * _M_PER_DEG_LAT
+    return (width / scale_m + 1) * (height / scale_m + 1)
+
+
+def check_roi(spatial: SpatialSpec, scale_m: float, max_pixels: int | None, field: str | None = None) -> None:
+    """SpecError naming ``field`` (default ``roi_field``) when the ROI's chip grid at
+    ``scale_m`` would have more than ``max_pixels`` pixels (None: no limit)."""
+    if max_pixels is None:
+        return
+    pixels = roi_pixels(spatial, scale_m)
+    if pixels > max_pixels:
+        raise SpecError(field or roi_field(spatial), f"the ROI is about {pixels:.3g} pixels at {scale_m:g} m, more "
+                        f"than the limit of {max_pixels} (max_roi_pixels); use a smaller ROI or a coarser scale_m")
+
+
 def chip_grid_for(spatial: SpatialSpec, scale_m: float) -> ChipGrid:
-    """The chip grid of a spatial spec at ``scale_m`` metres per pixel."""
+    """The chip grid of a spatial spec at ``scale_m`` metres per pixel; SpecError naming
+    the ROI's field when it is too wide for one UTM zone."""
     if isinstance(spatial, GridCell):
         crs, roi = spatial.crs, spatial.native_geometry()
     elif isinstance(spatial, PointBuffer):
@@ -75,6 +119,7 @@ def chip_grid_for(spatial: SpatialSpec, scale_m: float) -> ChipGrid:
         lonlat = spatial.lonlat_geometry()
         centre = lonlat.centroid
         crs = utm_crs_for(centre.x, centre.y)
+        check_utm_reach(lonlat.bounds, crs, roi_field(spatial), "an ROI")
         roi = project_lonlat(lonlat, crs)
     return _snapped_grid(crs, roi, float(scale_m))
 

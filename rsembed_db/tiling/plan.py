@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import h3
-import pyproj
+import numpy as np
+import shapely
 
 from rsembed_db.errors import SpecError
 from rsembed_db.specs.canonical import sha256_key
 from rsembed_db.specs.spatial import GridCell, H3Cell, SpatialSpec
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.tiling.grid_tiler import check_size, grid_tiles
-from rsembed_db.tiling.h3_tiler import COVERS, Cover, check_res, h3_tiles
+from rsembed_db.tiling.grid_tiler import check_size, iter_grid_tiles
+from rsembed_db.tiling.h3_tiler import COVERS, Cover, check_res, iter_h3_tiles
 from rsembed_db.tiling.region import Region
 
 DEFAULT_MAX_TILES = 100_000
-_GEOD = pyproj.Geod(ellps="WGS84")
+AUTHALIC_RADIUS_M = 6_371_007.181  # the sphere of the WGS 84 ellipsoid's area
+_AREA_DENSIFY_DEG = 0.25
 _USAGE = "expected h3:<res> (res 0..15) or grid:<size_m> (metres > 0), e.g. h3:8 or grid:1000"
 
 
 class TooManyTilesError(SpecError):
-    """A region would yield more tiles than allowed."""
+    """A region would yield more tiles than allowed: ``count`` is the estimate, or (when
+    counting stopped at the limit) ``max_tiles + 1``; ``amount`` says which in words."""
 
     def __init__(self, count: int, tiler: Tiler, max_tiles: int, estimated: bool):
-        about = "about " if estimated else ""
-        super().__init__("tiles", f"{tiler} gives {about}{count} tiles, more than the limit "
-                                  f"of {max_tiles}; raise it with --max-tiles or use a "
-                                  "coarser tiler")
+        self.amount = f"about {count}" if estimated else f"more than {max_tiles}"
+        over = f"about {count} tiles, more than the limit of {max_tiles}" if estimated \
+            else f"more tiles than the limit of {max_tiles}"
+        super().__init__("tiles", f"{tiler} gives {over}; raise it with --max-tiles or use a coarser tiler")
         self.count = count
         self.max_tiles = max_tiles
 
@@ -71,15 +76,37 @@ def parse_tiler(text: str) -> Tiler:
     return Tiler("grid", int(size) if size.is_integer() else size)
 
 
+def region_area_m2(region: Region) -> float:
+    """The region's area in m^2: its lon/lat polygon (edges straight in lon/lat, densified)
+    on the authalic sphere, through the cylindrical equal-area projection, which keeps
+    rings spanning -180..180 and the poles whole."""
+    coords = shapely.segmentize(region, _AREA_DENSIFY_DEG)
+
+    def equal_area(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return AUTHALIC_RADIUS_M * np.radians(x), AUTHALIC_RADIUS_M * np.sin(np.radians(np.clip(y, -90, 90)))
+
+    return float(shapely.transform(coords, lambda xy: np.column_stack(equal_area(xy[:, 0], xy[:, 1]))).area)
+
+
 def estimate_tiles(region: Region, tiler: Tiler) -> int:
-    """Region area (geodesic) over tile area: cheap, and close to the exact count."""
-    area = abs(_GEOD.geometry_area_perimeter(region)[0])
-    return math.ceil(area / tiler.tile_area_m2(region))
+    """Region area over tile area: cheap, and close to the exact count for compact regions
+    (thin ones give more tiles than this: ``tile_region`` also counts)."""
+    estimate = region_area_m2(region) / tiler.tile_area_m2(region)
+    return math.ceil(estimate) if math.isfinite(estimate) and estimate < 2 ** 62 else 2 ** 62
+
+
+def iter_tiles(region: Region, tiler: Tiler, cover: Cover = "centre") -> Iterator[SpatialSpec]:
+    """The tiles of ``region``, lazily (unsorted for H3)."""
+    if tiler.kind == "h3":
+        return iter_h3_tiles(region, int(tiler.value), cover)
+    return iter_grid_tiles(region, tiler.value)
 
 
 def tile_region(region: Region, tiler: str | Tiler, cover: Cover = "centre",
                 max_tiles: int = DEFAULT_MAX_TILES) -> list[SpatialSpec]:
-    """The tiles of ``region``; TooManyTilesError before materialising a plan too large.
+    """The tiles of ``region`` (H3 cells sorted by id, grid tiles north to south);
+    TooManyTilesError from the area estimate before any tile is made, else once
+    ``max_tiles + 1`` tiles are counted (work proportional to the limit, whatever the region).
 
     ``cover`` applies to H3 tiling (see ``h3_tiles``); grid tiles always cover the region.
     """
@@ -90,13 +117,11 @@ def tile_region(region: Region, tiler: str | Tiler, cover: Cover = "centre",
     estimate = estimate_tiles(region, spec)
     if estimate > max_tiles:
         raise TooManyTilesError(estimate, spec, max_tiles, estimated=True)
-    tiles: list[SpatialSpec]
-    if spec.kind == "h3":
-        tiles = list(h3_tiles(region, int(spec.value), cover))
-    else:
-        tiles = list(grid_tiles(region, spec.value))
+    tiles: list[SpatialSpec] = list(itertools.islice(iter_tiles(region, spec, cover), max_tiles + 1))
     if len(tiles) > max_tiles:
         raise TooManyTilesError(len(tiles), spec, max_tiles, estimated=False)
+    if spec.kind == "h3":
+        tiles.sort(key=lambda cell: cast(H3Cell, cell).int_id)
     if not tiles:
         raise SpecError("tiles", f"{spec} gives no tiles for this region (no cell centre lies "
                                  "in it); use a finer resolution or cover='full'")
