@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Lint and types first: ruff (with import sorting) and mypy on the package, both clean.
+.venv/bin/ruff check rsembed_db tests bench
+.venv/bin/mypy
 # The explorer's browser tests drive Debian's chromium through Playwright (which cannot
 # download its own browsers here): install the distribution's package when it is missing.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -109,23 +109,28 @@ def compute_records(producer: Producer, requests: list[EmbeddingRequest]) -> lis
             prepared.append(producer.prepare(request))
         except TileFailure as exc:
             raise TileFailure(str(exc), key=request.key) from exc
-    records = producer.finish(prepared)
-    for record in records:
+    records: list[EmbeddingRecord] = []
+    for record in producer.finish(prepared):
         if isinstance(record, FailureRecord):
             raise TileFailure(f"{record.tile_id}: {record.error}", key=record.request.key)
+        records.append(record)
     return records
 
 
 def embedding_from_row(row: dict[str, Any], request: EmbeddingRequest) -> Embedding:
     meta = {**json.loads(row["meta"]), "key": row["key"], "from_store": True}
     if request.output.mode == "grid":
-        return Embedding(grid_from_row(row), meta)
+        grid = grid_from_row(row)
+        assert grid is not None  # grid requests read only rows that store a grid (existing_keys)
+        return Embedding(grid, meta)
     return Embedding(np.asarray(row["vector"], dtype=np.float32), meta)
 
 
 def embedding_from_record(record: EmbeddingRecord) -> Embedding:
     meta = {**record.meta, "key": record.request.key, "from_store": False}
-    return Embedding(record.grid if record.request.output.mode == "grid" else record.vector, meta)
+    data = record.grid if record.request.output.mode == "grid" else record.vector
+    assert data is not None  # producers fill the grid of grid requests and always the vector
+    return Embedding(data, meta)
 
 
 def stored_embeddings(store: EmbeddingStore | None, table: str,

@@ -35,7 +35,7 @@ def under(prefix: str, build: Callable[[], T], root: str | None = None) -> T:
     try:
         return build()
     except SpecError as exc:
-        inner = exc.field
+        inner = exc.field or ""
         if root is not None and (inner == root or inner.startswith(f"{root}.")):
             inner = inner[len(root) + 1:]
         field = ".".join(part for part in (prefix, inner) if part) or (root or "body")

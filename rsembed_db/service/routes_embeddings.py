@@ -182,7 +182,7 @@ def get_embedding(
         raise SpecError("spatial", "give exactly one of lon/lat/buffer_m, bbox or h3")
     if forms[0]:
         spatial: dict[str, Any] = {"lon": lon, "lat": lat, **({"buffer_m": buffer_m} if buffer_m is not None else {})}
-    elif forms[1]:
+    elif bbox is not None:
         spatial = {"bbox": _bbox(bbox)}
     else:
         spatial = {"h3": h3}

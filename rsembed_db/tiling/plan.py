@@ -102,13 +102,14 @@ def iter_tiles(region: Region, tiler: Tiler, cover: Cover = "centre") -> Iterato
     return iter_grid_tiles(region, tiler.value)
 
 
-def tile_region(region: Region, tiler: str | Tiler, cover: Cover = "centre",
+def tile_region(region: Region, tiler: str | Tiler, cover: str = "centre",
                 max_tiles: int = DEFAULT_MAX_TILES) -> list[SpatialSpec]:
     """The tiles of ``region`` (H3 cells sorted by id, grid tiles north to south);
     TooManyTilesError from the area estimate before any tile is made, else once
     ``max_tiles + 1`` tiles are counted (work proportional to the limit, whatever the region).
 
-    ``cover`` applies to H3 tiling (see ``h3_tiles``); grid tiles always cover the region.
+    ``cover`` (``centre`` or ``full``, checked) applies to H3 tiling (see ``h3_tiles``);
+    grid tiles always cover the region.
     """
     spec = tiler if isinstance(tiler, Tiler) else parse_tiler(tiler)
     require_choice("cover", cover, COVERS)
@@ -117,7 +118,8 @@ def tile_region(region: Region, tiler: str | Tiler, cover: Cover = "centre",
     estimate = estimate_tiles(region, spec)
     if estimate > max_tiles:
         raise TooManyTilesError(estimate, spec, max_tiles, estimated=True)
-    tiles: list[SpatialSpec] = list(itertools.islice(iter_tiles(region, spec, cover), max_tiles + 1))
+    tiles: list[SpatialSpec] = list(itertools.islice(iter_tiles(region, spec, cast(Cover, cover)),
+                                                                   max_tiles + 1))
     if len(tiles) > max_tiles:
         raise TooManyTilesError(len(tiles), spec, max_tiles, estimated=False)
     if spec.kind == "h3":
