@@ -218,7 +218,7 @@ def test_ingest_job_over_http_completes_with_progress(db):
         assert EmbeddingStore(db).table("mosaiks").count_rows() == 54
         again, _ = _wait(c, c.post("/v1/ingest", json=body).json()["id"])
         assert again["state"] == "succeeded" and again["already_stored"] == 54 and again["computed"] == 0
-        assert [j["id"] for j in c.get("/v1/ingest").json()["jobs"]] == [job["id"], again["id"]]
+        assert [j["id"] for j in c.get("/v1/ingest").json()["jobs"]] == [again["id"], job["id"]]  # newest first
         assert c.get("/v1/ingest/nope").status_code == 404
 
 
@@ -253,15 +253,16 @@ def test_failing_compute_over_http_leaves_the_table_unchanged(db, monkeypatch):
 
 
 def test_cancelled_job_keeps_what_it_committed(db):
+    # res 10: ~2,600 cells, long enough to be cancelled midway (progress is saved every 2 s)
     body = {"model": "mosaiks", "region": json.loads(REGION.read_text()), "temporal": {"year": 2017},
-            "tiles": "h3:9"}
+            "tiles": "h3:10"}
     with client(db, imagery=(str(SCENE),)) as c:
         job_id = c.post("/v1/ingest", json=body).json()["id"]
         while c.get(f"/v1/ingest/{job_id}").json()["done"] == 0:
             time.sleep(0.05)
         assert c.delete(f"/v1/ingest/{job_id}").status_code == 200
         job, _ = _wait(c, job_id)
-        assert job["state"] == "cancelled" and 0 < job["computed"] < job["planned"] == 371
+        assert job["state"] == "cancelled" and 0 < job["computed"] < job["planned"]
         assert EmbeddingStore(db).table("mosaiks").count_rows() == job["computed"]
 
 
