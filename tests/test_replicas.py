@@ -68,7 +68,7 @@ def test_a_job_started_on_one_replica_is_seen_and_cancelled_on_the_other(replica
     hits = httpx.post(f"{b.url}/v1/search", json={"model": "mosaiks", "near": [12.58, 52.49], "k": 3}, timeout=60)
     assert len(hits.json()["results"]) == 3
 
-    long = httpx.post(f"{a.url}/v1/ingest", json=ingest_body(9), timeout=60).json()
+    long = httpx.post(f"{a.url}/v1/ingest", json=ingest_body(10), timeout=60).json()
     wait_for(b.url, long["id"], lambda s: s["state"] == "running" and s["done"] > 0)
     asked = httpx.delete(f"{b.url}/v1/ingest/{long['id']}", timeout=30).json()
     assert asked["cancel_requested"] is True

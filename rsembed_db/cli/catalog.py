@@ -57,7 +57,7 @@ def _storage_table(store, names: list[str]) -> None:
     out = Table("table", "vectors B/row", "scalars B/row", "indexes B/row", "other B/row", "total B/row",
                 "x raw f32", "superseded indexes", title="bytes on disk per row")
     for name in names:
-        r = storage_report(store.dataset(name))
+        r = storage_report(store.dataset(name), store.storage_options)
         stale = f"{len(r.stale_index_dirs)} ({r.stale_index_bytes / 1e6:.1f} MB)" if r.stale_index_dirs else "0"
         out.add_row(name, *(f"{r.per_row(v):.1f}" for v in (r.vector_bytes, r.scalar_bytes, r.index_bytes,
                                                               r.other_bytes, r.total_bytes)),

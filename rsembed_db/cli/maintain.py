@@ -75,7 +75,7 @@ def optimize(
                 "superseded indexes", title=db)
     internal = [] if model else [n for n in INTERNAL_TABLES if store.has_table(n)]
     for name in _tables(store, model, config) + internal:
-        report = optimize_table(store.table(name), retention)
+        report = optimize_table(store.table(name), retention, store.storage_options)
         out.add_row(name, str(report.rows_before), str(report.rows_after), str(report.versions_before),
                     str(report.versions_after), str(report.folded_rows), str(report.superseded_indexes))
     for name in [] if model else stale_staging(store, retention):

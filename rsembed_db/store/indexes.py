@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lancedb.index import Bitmap, BTree, IvfHnswSq, IvfPq, IvfRq
@@ -215,7 +216,8 @@ def index_table(store: EmbeddingStore, name: str, policy: IndexPolicy | None = N
         return ensure_indexes(store.table(name), policy)
 
 
-def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> IndexReport:
+def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7),
+                   storage_options: Mapping[str, str] | None = None) -> IndexReport:
     """Compact files, fold new rows into every index, and remove versions older than
     ``retention`` (the latest version is always kept).
 
@@ -242,5 +244,5 @@ def optimize_table(table, retention: dt.timedelta = dt.timedelta(days=7)) -> Ind
     report.rows_after = table.count_rows()
     report.versions_after = len(table.list_versions())
     dataset = table.to_lance()
-    report.superseded_indexes = len(index_dirs_on_disk(dataset) - referenced_index_dirs(dataset))
+    report.superseded_indexes = len(index_dirs_on_disk(dataset, storage_options) - referenced_index_dirs(dataset))
     return report

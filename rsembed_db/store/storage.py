@@ -8,10 +8,12 @@ from its index descriptions; ``total_bytes`` lists every file under the dataset'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from rsembed_db.store.options import arrow_filesystem
 from rsembed_db.store.schema import vector_dim
 
 INDEX_DIR = "_indices"
@@ -60,8 +62,11 @@ def _column_of_field_ids(dataset) -> dict[int, str]:
     return out
 
 
-def _files(uri: str, folder: str = "") -> list[pafs.FileInfo]:
-    fs, root = pafs.FileSystem.from_uri(uri)
+Options = Mapping[str, str] | None  # the store's object-store options (``store.options``)
+
+
+def _files(uri: str, folder: str = "", storage_options: Options = None) -> list[pafs.FileInfo]:
+    fs, root = arrow_filesystem(uri, storage_options)
     path = f"{root.rstrip('/')}/{folder}" if folder else root
     try:
         return [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True)) if i.type == pafs.FileType.File]
@@ -74,23 +79,23 @@ def referenced_index_dirs(dataset) -> set[str]:
     return {str(idx["uuid"]) for idx in dataset.list_indices()}
 
 
-def index_dirs_on_disk(dataset) -> set[str]:
+def index_dirs_on_disk(dataset, storage_options: Options = None) -> set[str]:
     """Every directory under ``_indices``: referenced or not."""
     prefix = f"{INDEX_DIR}/"
-    root = _files_root(dataset.uri)
+    root = _files_root(dataset.uri, storage_options)
     dirs = set()
-    for info in _files(dataset.uri, INDEX_DIR):
+    for info in _files(dataset.uri, INDEX_DIR, storage_options):
         relative = info.path[len(root):].lstrip("/")
         if relative.startswith(prefix):
             dirs.add(relative[len(prefix):].split("/", 1)[0])
     return dirs
 
 
-def _files_root(uri: str) -> str:
-    return pafs.FileSystem.from_uri(uri)[1].rstrip("/")
+def _files_root(uri: str, storage_options: Options = None) -> str:
+    return arrow_filesystem(uri, storage_options)[1].rstrip("/")
 
 
-def storage_report(dataset) -> StorageReport:
+def storage_report(dataset, storage_options: Options = None) -> StorageReport:
     """The byte accounting of ``dataset`` (a Lance dataset at its latest version)."""
     rows = dataset.count_rows()
     names = _column_of_field_ids(dataset)
@@ -99,8 +104,8 @@ def storage_report(dataset) -> StorageReport:
         name = names.get(stat.id, "?")
         columns[name] = columns.get(name, 0) + int(stat.bytes_on_disk)
     index_bytes = sum(int(d.total_size_bytes or 0) for d in dataset.describe_indices())
-    root = _files_root(dataset.uri)
-    files = _files(dataset.uri)
+    root = _files_root(dataset.uri, storage_options)
+    files = _files(dataset.uri, storage_options=storage_options)
     referenced = referenced_index_dirs(dataset)
     stale: dict[str, int] = {}
     for info in files:
