@@ -31,7 +31,6 @@ import gc
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import rsembed_db
+from bench.results import append_results, commit
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.catalog import make_producer
@@ -59,7 +59,6 @@ from rsembed_db.tiling.region import load_region
 ROOT = Path(__file__).resolve().parents[1]
 REGION = ROOT / "examples/region.geojson"
 IMAGERY = ROOT / "examples/data"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Ingest vs its floor (bench/ingest_floor.py)"
 OPTIONS = IngestOptions()
 # The smallest published variant of each zoo model and its input branch (S2 only: the scene is Sentinel-2).
@@ -203,22 +202,6 @@ def run_zoo(chips: int, names: list[str] | None) -> list[str]:
     return rows
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def append_results(lines: list[str]) -> None:
-    """Append this run under the benchmark's heading (created once; history kept)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if HEADING not in text:
-        text = text.rstrip() + "\n\n" + HEADING + "\n\n" + __doc__.split("\n\n", 1)[1].strip() + "\n"
-    RESULTS.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="MOSAIKS rounds (median)")
@@ -257,7 +240,7 @@ def main() -> None:
     print(note)
     lines += ["", note]
     if not args.no_write:
-        append_results(lines)
+        append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)
 
 
 if __name__ == "__main__":

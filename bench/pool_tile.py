@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import shapely
 
 import rsembed_db
+from bench.results import append_results, commit
 from rsembed_db.producers.products import zonal
 from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.sources.tessera.synthetic import synthetic_tile
@@ -33,7 +33,6 @@ from rsembed_db.specs.spatial import WGS84, lonlat_geometries, reproject_geometr
 from rsembed_db.tiling.plan import tile_region
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Tessera pooling of one 10 m tile (bench/pool_tile.py)"
 TILE = TileId(115, 520)  # 11.5-11.6 E, 52.0-52.1 N
 
@@ -45,14 +44,6 @@ def best(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -102,10 +93,7 @@ def main() -> None:
              f"{load_end[0]:.2f}/{load_end[1]:.2f}/{load_end[2]:.2f} at the end."]
     print(lines[-1])
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        if HEADING not in text:
-            text = text.rstrip() + "\n\n" + HEADING + "\n\n" + __doc__.split("\n\n", 1)[1].strip() + "\n"
-        RESULTS.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+        append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: CLI start-up and service readiness against ``python -c "import lancedb"``.
 
-    .venv/bin/python bench/startup.py            # appends to bench/RESULTS.md
+    .venv/bin/python -m bench.startup            # appends to bench/RESULTS.md
 
 Each command runs in a fresh interpreter (the installed ``rsembed-db`` entry point of this
 checkout: ``python -m rsembed_db`` from the repository root), ``--runs`` times, alternating
@@ -25,8 +25,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.results import append_results, commit
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Start-up (bench/startup.py)"
 CLI = [sys.executable, "-m", "rsembed_db"]
 SERVE_LIMIT_S = 60.0
@@ -74,22 +75,6 @@ def build_demo(db: str, env: dict[str, str]) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def append_results(lines: list[str]) -> None:
-    """Append this run under the benchmark's heading (created once; history kept)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if HEADING not in text:
-        text = text.rstrip() + "\n\n" + HEADING + "\n\n" + __doc__.split("\n\n", 1)[1].strip() + "\n"
-    RESULTS.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per command (median)")
@@ -133,7 +118,7 @@ def main() -> None:
     print(note)
     lines += ["", note]
     if not args.no_write:
-        append_results(lines)
+        append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""What every benchmark writes: the commit measured and its entry in bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def commit() -> str:
+    """The short hash of the checkout's HEAD, or ``unknown``."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def append_results(heading: str, intro: str, lines: list[str]) -> None:
+    """Append this run under ``heading`` (created once, with ``intro``; history kept)."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if heading not in text:
+        text = text.rstrip() + "\n\n" + heading + "\n\n" + intro.strip() + "\n"
+    RESULTS.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
