@@ -4,6 +4,7 @@ by search, get, export, SQL and the service; refused where they would change mea
 from __future__ import annotations
 
 import json
+import time
 
 import h3
 import numpy as np
@@ -154,3 +155,20 @@ def test_service_serves_float16_rows_and_takes_vector_dtype(tmp_path):
         unknown = c.post("/v1/ingest", json={"model": "mosaiks", "region": region, "temporal": {"year": 2017},
                                              "vector_dtype": "bfloat16"})
         assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "vector_dtype"
+
+
+def test_http_ingest_creates_a_float16_table(tmp_path):
+    db = str(tmp_path / "db")
+    body = {"model": "mosaiks", "region": json.loads(REGION.read_text()), "temporal": {"year": 2017},
+            "tiles": "h3:8", "vector_dtype": "float16"}
+    with TestClient(create_app(ServiceSettings(db=db, imagery=(str(SCENE),)))) as c:
+        started = c.post("/v1/ingest", json=body)
+        assert started.status_code == 202, started.text
+        for _ in range(3000):
+            job = c.get(f"/v1/ingest/{started.json()['id']}").json()
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "succeeded" and job["computed"] == job["planned"] == 54
+        assert c.get("/v1/tables").json()["tables"][0]["vector_dtype"] == "float16"
+    assert EmbeddingStore(db).table("mosaiks").schema.field("vector").type.value_type == pa.float16()
