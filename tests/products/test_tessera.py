@@ -190,7 +190,8 @@ def test_h3_ingest_reads_each_tile_once(tmp_path):
         hexagon = cell.lonlat_geometry()
         expected = brute_mean(list(data.values()),
                               lambda lon, lat, g=hexagon: shapely.contains_xy(g, lon, lat))
-        np.testing.assert_allclose(row["vector"], expected, rtol=1e-4, atol=1e-5)
+        # tessera tables store float16 by default: within one float16 step of the exact mean
+        np.testing.assert_allclose(row["vector"], expected.astype(np.float16), rtol=2 ** -10, atol=1e-7)
         assert json.loads(row["meta"])["year"] == YEAR
     rerun = run_ingest(store, producer, requests)
     assert rerun.already_stored == len(spatials) and producer.tiles.reads == 4
@@ -217,6 +218,7 @@ def test_tessera_years_must_be_published(tmp_path):
 
 def test_oversized_grid_output_fails_that_roi_only(tmp_path):
     make_tree(tmp_path, QUAD)
+    # the product's own guard on grid size, behind the API's ROI pixel cap (lifted here)
     with pytest.raises(TileFailure, match="grid output of this ROI would hold"):
-        embed(tmp_path, BBox(12.3, 52.4, 12.5, 52.6), output=OutputSpec.grid())
-    assert embed(tmp_path, BBox(12.3, 52.4, 12.5, 52.6)).meta["pixels"] > 10_000
+        embed(tmp_path, BBox(12.3, 52.4, 12.5, 52.6), output=OutputSpec.grid(), max_roi_pixels=None)
+    assert embed(tmp_path, BBox(12.3, 52.4, 12.5, 52.6), max_roi_pixels=None).meta["pixels"] > 10_000
