@@ -196,4 +196,4 @@ def test_json_round_trips():
     assert SensorSpec.from_dict(json.loads(json.dumps(S2.to_dict()))) == S2
     assert OutputSpec.from_dict(OutputSpec.grid().to_dict()) == OutputSpec.grid()
     _raises("spatial.kind", spatial_from_dict, {"kind": "circle"})
-    _raises("sensor", SensorSpec.from_dict, {"collection": "x", "bands": ["B02"], "colour": 1})
+    _raises("sensor.colour", SensorSpec.from_dict, {"collection": "x", "bands": ["B02"], "colour": 1})
