@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
-from rsembed_db.service import ServiceSettings, create_app
+from rsembed_db.service import ServiceSettings
 from rsembed_db.service.auth import ApiKeys, key_id
 from tests.conftest import REGION, ROOT, SCENE, run_cli
+from tests.helpers.live_server import server_thread
 from tests.helpers.scenes import CHANGED_BOX, changed_scene
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,18 +53,8 @@ def demo_db(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(demo_db) -> Iterator[str]:
     settings = ServiceSettings(db=str(demo_db), api_keys=ApiKeys.parse(f"{READ}:read,{WRITE}:write", "test"))
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.time() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
+    with server_thread(settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 
 from rsembed_db.producers.onthefly import OnTheFlyProducer
-from rsembed_db.service import ServiceSettings, create_app
+from rsembed_db.service import ServiceSettings
 from rsembed_db.service.auth import ApiKeys
 from rsembed_db.store import EmbeddingStore
 from tests.conftest import SCENE
+from tests.helpers.live_server import server_thread
 
 QUERY = {"model": "mosaiks", "lon": 12.61, "lat": 52.48, "buffer_m": 400, "year": 2017}
 
@@ -29,21 +29,8 @@ def server(tmp_path) -> Iterator[str]:
     """A uvicorn server on a free port (port 0: the OS picks), stopped after the test."""
     settings = ServiceSettings(db=str(tmp_path / "db"), imagery=(str(SCENE),),
                                api_keys=ApiKeys.parse("w:write,r:read", "test"))
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0,
-                                        log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.time() < deadline, "server did not start"
-        time.sleep(0.02)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "server did not stop"
+    with server_thread(settings) as url:
+        yield url
 
 
 def test_concurrent_http_requests_for_a_missing_key_compute_it_once(server, tmp_path, monkeypatch):
