@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import rsembed_db
-from bench.results import append_results, commit
+from bench.results import append_results, commit, load_note
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.catalog import make_producer
@@ -235,8 +235,7 @@ def main() -> None:
         lines += ["", f"| zoo model (random weights, {args.zoo_chips} tiles) | params | input px | forward s/chip | "
                   "ingest s/chip | ingest / forward |", "|---|---|---|---|---|---|", *rows]
     load_end = os.getloadavg()
-    note = (f"Load average (1/5/15 min) {load_start[0]:.2f}/{load_start[1]:.2f}/{load_start[2]:.2f} at the start, "
-            f"{load_end[0]:.2f}/{load_end[1]:.2f}/{load_end[2]:.2f} at the end.")
+    note = load_note(load_start, load_end)
     print(note)
     lines += ["", note]
     if not args.no_write:

@@ -24,7 +24,7 @@ import numpy as np
 import shapely
 
 import rsembed_db
-from bench.results import append_results, commit
+from bench.results import append_results, commit, load_note
 from rsembed_db.producers.products import zonal
 from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.sources.tessera.synthetic import synthetic_tile
@@ -89,8 +89,7 @@ def main() -> None:
              f"best of {args.repeats}.", "",
              "| H3 res | cells | tile px | per pixel s | weighted s | cells/s | speed-up | tile GB/s | copy GB/s "
              "| of copy |", "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
-             f"Load average (1/5/15 min) {load_start[0]:.2f}/{load_start[1]:.2f}/{load_start[2]:.2f} at the start, "
-             f"{load_end[0]:.2f}/{load_end[1]:.2f}/{load_end[2]:.2f} at the end."]
+             load_note(load_start, load_end)]
     print(lines[-1])
     if not args.no_write:
         append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)

@@ -24,3 +24,9 @@ def append_results(heading: str, intro: str, lines: list[str]) -> None:
     if heading not in text:
         text = text.rstrip() + "\n\n" + heading + "\n\n" + intro.strip() + "\n"
     RESULTS.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+
+
+def load_note(start: tuple[float, float, float], end: tuple[float, float, float]) -> str:
+    """The run's load averages (``os.getloadavg()`` before and after), as RESULTS.md states them."""
+    return (f"Load average (1/5/15 min) {start[0]:.2f}/{start[1]:.2f}/{start[2]:.2f} at the start, "
+            f"{end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f} at the end.")

@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.results import append_results, commit
+from bench.results import append_results, commit, load_note
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Start-up (bench/startup.py)"
@@ -113,8 +113,7 @@ def main() -> None:
     for name, seconds in medians.items():
         lines.append(f"| {name} | {seconds:.2f} | {seconds / base:.2f} |")
         print(f"{name}: {seconds:.2f}s ({seconds / base:.2f}x import lancedb)", flush=True)
-    note = (f"Load average (1/5/15 min) {load_start[0]:.2f}/{load_start[1]:.2f}/{load_start[2]:.2f} at the start, "
-            f"{load_end[0]:.2f}/{load_end[1]:.2f}/{load_end[2]:.2f} at the end.")
+    note = load_note(load_start, load_end)
     print(note)
     lines += ["", note]
     if not args.no_write:
