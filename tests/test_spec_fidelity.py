@@ -60,9 +60,12 @@ def test_every_reference_top_level_name_is_importable_and_cheap():
                  "disable_pretty_warnings", "Embedding", "__version__"]
     assert all(callable(getattr(rsembed_db, name)) or name == "__version__" for name in reference)
     # A fresh interpreter: importing the package loads neither torch nor lancedb nor xarray.
-    code = ("import sys, rsembed_db; heavy = [m for m in ('torch', 'lancedb', 'xarray', 'rasterio') if m in sys.modules];"
-            "print(heavy)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    # The same for the CLI's command table (what `rsembed-db --help` loads before parsing).
+    for module in ("rsembed_db", "rsembed_db.cli.app"):
+        code = (f"import sys, {module}; heavy = [m for m in ('torch', 'lancedb', 'xarray', 'rasterio') "
+                "if m in sys.modules]; print(heavy)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "[]", (module, out)
 
 
 def test_input_prep_constructors():

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from rsembed_db.cli.options import DEFAULT_DB, DbOption
 from rsembed_db.specs.validate import require_choice
-from rsembed_db.store.check import TableCheck, check_table
-from rsembed_db.store.lance_store import EmbeddingStore, default_db_path
-from rsembed_db.store.schema import INTERNAL_TABLES
+
+if TYPE_CHECKING:
+    from rsembed_db.store.check import TableCheck
 
 SHOWN = 5  # file names / versions listed per table
 
@@ -21,13 +22,17 @@ def check(
     table: Annotated[Optional[list[str]], typer.Option(help="Only this table (repeatable; default: every table).")] = None,
     repair: Annotated[bool, typer.Option(help="Delete duplicate rows, keeping the newest of each key (one commit).")] = False,
     format: Annotated[str, typer.Option(help="table (terminal) or json.")] = "table",
-    db: Annotated[str, typer.Option(help="Database path or URI.", envvar="RSEMBED_DB")] = default_db_path(),
+    db: DbOption = DEFAULT_DB,
 ) -> None:
     """Check every table: duplicate keys, orphaned index / data files, dangling versions.
 
     Exits 0 when no duplicates are left and every version is readable, else 1
     (orphaned files are garbage, reported only: `optimize` removes them after 7 days).
     """
+    from rsembed_db.store.check import check_table
+    from rsembed_db.store.lance_store import EmbeddingStore
+    from rsembed_db.store.schema import INTERNAL_TABLES
+
     require_choice("format", format, ("table", "json"))
     store = EmbeddingStore(db)
     names = table or store.table_names() + [n for n in INTERNAL_TABLES if store.has_table(n)]
