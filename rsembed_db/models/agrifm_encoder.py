@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp
 from torch import nn
 
 Triple = tuple[int, int, int]
@@ -116,6 +115,13 @@ class WindowAttention(nn.Module):
         return self.proj((scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(bw, n, c))
 
 
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):
