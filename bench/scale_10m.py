@@ -4,6 +4,7 @@ path and numpy exact search in the same run. Appends its section to bench/RESULT
 
     .venv/bin/python -m bench.scale_10m                      # 10M x 128 (hours on 2 cores)
     .venv/bin/python -m bench.scale_10m --rows 1000000       # what a shared 2-core box manages
+    .venv/bin/python -m bench.scale_10m --rows 1000000 --dtypes float16 --s3 --cache-mb 1024   # + local S3
 
 Data: ``rsembed_db.store.synthetic`` (H3 res-9 cells of a res-3 parent x years, one-day
 windows at random days; vectors of intrinsic dimension 16 mapped to 128), written
@@ -39,6 +40,7 @@ import numpy as np
 import shapely
 
 from bench.search_bench import interleaved, p50, passes, timed
+from rsembed_db.query import hot
 from rsembed_db.query.filters import compile_filters
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.search import search
@@ -55,8 +57,8 @@ SHARES = (1e-4, 1e-3, 1e-2, 0.1)
 H3_PARENT_RES = {1e-4: 7, 1e-3: 6, 1e-2: 5, 0.1: 4}  # 1/7^k of the cells: 0.04, 0.29, 2.0, 14.3 %
 
 
-def build(path: Path, rows: int, dim: int, dtype: str) -> tuple[EmbeddingStore, np.ndarray, dict]:
-    store = EmbeddingStore(path)
+def build(uri: str, rows: int, dim: int, dtype: str) -> tuple[EmbeddingStore, np.ndarray, dict]:
+    store = EmbeddingStore(uri)
     cells = synthetic_cells(PARENT, 9)
     years = list(range(2000, 2000 + math.ceil(rows / len(cells))))
     write_s, vectors = timed(lambda: write_synthetic(store, TABLE, PARENT, 9, years, dim, seed=1, window_days=1,
@@ -130,11 +132,12 @@ print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if 
 """
 
 
-def peak_rss(db: Path, filters: list[dict], queries: list[list[float]]) -> int:
+def peak_rss(db: str, scratch: Path, filters: list[dict], queries: list[list[float]]) -> int:
     """Peak RSS (bytes) of a fresh process running the query vectors ``queries`` under each
-    of ``filters`` (its VmHWM; the query vectors travel in the spec)."""
-    spec = db.parent / "rss.json"
-    spec.write_text(json.dumps({"db": str(db), "table": TABLE, "filters": filters, "queries": queries}))
+    of ``filters`` on the database at ``db`` (its VmHWM; the query vectors travel in a spec
+    file written under ``scratch``; the child inherits the ``AWS_*`` variables)."""
+    spec = scratch / "rss.json"
+    spec.write_text(json.dumps({"db": db, "table": TABLE, "filters": filters, "queries": queries}))
     out = subprocess.run([sys.executable, "-c", SEARCH_CHILD, str(spec)], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1])
     return int(out.stdout.strip().splitlines()[-1])
@@ -191,21 +194,83 @@ def measure(store, vectors, meta, queries) -> list[dict]:
     return rows
 
 
-def run_dtype(work: Path, rows: int, dim: int, dtype: str, queries_n: int) -> dict:
-    store, vectors, meta = build(work / dtype, rows, dim, dtype)
+def run_dtype(uri: str, scratch: Path, rows: int, dim: int, dtype: str, queries_n: int, cache_mb: float = 0) -> dict:
+    """Build the table of ``dtype`` at ``uri`` (a directory or ``s3://bucket/path``) and measure it;
+    with ``cache_mb``, measure it again with the table's vectors held in memory (``query.hot``,
+    the service's configuration)."""
+    store, vectors, meta = build(uri, rows, dim, dtype)
     report = storage_report(store.dataset(TABLE))
     queries = np.random.default_rng(2).choice(len(vectors), queries_n, replace=False)
     picked = [s for s in scenarios(meta) if s[0].startswith(("unfiltered", "bbox", "polygon"))]
-    rss = peak_rss(work / dtype, [_filters_json(f) for _, f, _, _ in picked], vectors[queries[:20]].tolist())
+    rss = peak_rss(uri, scratch, [_filters_json(f) for _, f, _, _ in picked], vectors[queries[:20]].tolist())
     figures = measure(store, vectors, meta, queries)
+    hot_figures = None
+    if cache_mb:
+        hot.configure(cache_mb)
+        try:
+            if hot.warm(store, TABLE) is not None:
+                hot_figures = measure(store, vectors, meta, queries)
+        finally:
+            hot.configure(0)
+            hot.CACHE.clear()
     return {"dtype": dtype, "rows": report.rows, "write_s": meta["write_s"], "index_s": meta["index_s"],
-            "optimize_s": meta["optimize_s"], "storage": report, "rss": rss, "figures": figures}
+            "optimize_s": meta["optimize_s"], "storage": report, "rss": rss, "figures": figures, "uri": uri,
+            "hot_figures": hot_figures}
+
+
+def run_on_s3(scratch: Path, rows: int, dim: int, dtype: str, queries_n: int, cache_mb: float = 0) -> dict:
+    """``run_dtype`` on a local S3 server: moto's ``ThreadedMotoServer`` in ``.venv-s3``
+    (started by ``tests/helpers/s3_server.py``, as the object-store tests do)."""
+    from tests.helpers import s3_server
+
+    python = s3_server.s3_python()
+    if python is None:
+        raise SystemExit("--s3 needs moto: run scripts/setup.sh (it creates .venv-s3) or set $RSEMBED_S3_PYTHON")
+    server = s3_server.start(python, ["bench"])
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        return run_dtype(f"s3://bench/scale/{dtype}", scratch, rows, dim, dtype, queries_n, cache_mb)
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _label(run: dict) -> str:
+    return f"{run['dtype']} on local S3" if run["uri"].startswith("s3://") else run["dtype"]
+
+
+def s3_comparison(runs: list[dict]) -> list[str]:
+    """Per scenario, p50 on the local S3 server against the same table on local disk."""
+    lines: list[str] = []
+    for remote, kind in [(r, k) for r in runs if r["uri"].startswith("s3://") for k in ("figures", "hot_figures")]:
+        disk = next(r for r in runs if r["dtype"] == remote["dtype"] and not r["uri"].startswith("s3://"))
+        if not remote[kind] or not disk[kind]:
+            continue
+        here = {f["scenario"]: f for f in disk[kind]}
+        how = ("streaming from the store (the library's default)" if kind == "figures"
+               else "vectors held in memory (`query.hot`, the service's default configuration)")
+        lines += ["", f"**{remote['dtype']}: local S3 (moto) against local disk, {how}**, same rows and queries "
+                  "(ms; the S3 server is a Python process on the same 2 cores)", "",
+                  "| scenario | disk p50 | S3 p50 | S3 / disk | disk recall | S3 recall |", "|---|---|---|---|---|---|"]
+        for f in remote[kind]:
+            d = here[f["scenario"]]
+            recalls = (f"{d['recall']:.3f} | {f['recall']:.3f}" if "recall" in f else " | ")
+            lines.append(f"| {f['scenario']} | {d['ours_p50']:.1f} | {f['ours_p50']:.1f} | "
+                         f"{f['ours_p50'] / d['ours_p50']:.1f}x | {recalls} |")
+    return lines
 
 
 def render(runs: list[dict], args) -> str:
+    command = f"--rows {args.rows}" + (f" --dtypes {args.dtypes}" if args.dtypes != "float16,float32" else "") + \
+        (" --s3" if args.s3 else "") + (f" --cache-mb {args.cache_mb:g}" if args.cache_mb else "")
     lines = [f"\n## Scale: {runs[0]['rows']:,} x {args.dim} rows per dtype (bench/scale_10m.py)\n",
-             f"Command: `.venv/bin/python -m bench.scale_10m --rows {args.rows}`. "
-             f"{'10M rows did not fit this session on 2 shared cores: ' if args.rows < 10_000_000 else ''}"
+             f"Command: `.venv/bin/python -m bench.scale_10m {command}`. "
+             f"{'10M rows did not fit this session on 2 shared cores: ' if args.rows < 10_000_000 and not args.s3 else ''}"
              f"{runs[0]['rows']:,} rows (H3 res-9 cells x {math.ceil(args.rows / 117649)} years), "
              f"k=10 cosine, {args.queries} queries per scenario (p50/p95 over the last {args.queries - 3}); "
              f"1-minute load average {args.load_before:.1f} before, {args.load_after:.1f} after "
@@ -215,13 +280,13 @@ def render(runs: list[dict], args) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         r = run["storage"]
-        lines.append(f"| {run['dtype']} | {run['write_s']:.0f} | {run['index_s']:.0f} | {run['optimize_s']:.0f} | "
+        lines.append(f"| {_label(run)} | {run['write_s']:.0f} | {run['index_s']:.0f} | {run['optimize_s']:.0f} | "
                      f"{r.per_row(r.vector_bytes):.1f} | {r.per_row(r.scalar_bytes):.1f} | "
                      f"{r.per_row(r.index_bytes):.1f} | {r.per_row(r.total_bytes):.1f} | {r.ratio_to_raw:.2f} | "
                      f"{r.per_row(r.columns.get('key', 0)):.1f} | {r.per_row(r.columns.get('geometry', 0)):.1f} | "
                      f"{run['rss'] / 2**20:.0f} MiB |")
     for run in runs:
-        lines += ["", f"**{run['dtype']}** (ms; recall@10 against numpy exact on the float32 vectors)", "",
+        lines += ["", f"**{_label(run)}** (ms; recall@10 against numpy exact on the float32 vectors)", "",
                   "| filter (share of rows) | ours p50 | ours p95 | recall | route | LanceDB default p50 | p95 | "
                   "recall | numpy exact p50 |", "|---|---|---|---|---|---|---|---|---|"]
         for f in run["figures"]:
@@ -232,7 +297,7 @@ def render(runs: list[dict], args) -> str:
                        if "default_p50" in f else "n/a | | ")
             lines.append(f"| {f['scenario']} | {f['ours_p50']:.1f} | {f['ours_p95']:.1f} | {f['recall']:.3f} | "
                          f"{f['route']} | {default} | {f['numpy_p50']:.1f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + s3_comparison(runs)) + "\n"
 
 
 def main() -> None:
@@ -241,12 +306,20 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=23)
     parser.add_argument("--dtypes", default="float16,float32")
+    parser.add_argument("--s3", action="store_true",
+                        help="also build and search the first dtype's table on a local S3 server (moto, .venv-s3)")
+    parser.add_argument("--cache-mb", type=float, default=0,
+                        help="also measure each table with its vectors in memory, within this budget (MB)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="scale_"))
     try:
-        runs = [run_dtype(work, args.rows, args.dim, dtype, args.queries) for dtype in args.dtypes.split(",")]
+        dtypes = args.dtypes.split(",")
+        runs = [run_dtype(str(work / dtype), work, args.rows, args.dim, dtype, args.queries, args.cache_mb)
+                for dtype in dtypes]
+        if args.s3:
+            runs.append(run_on_s3(work, args.rows, args.dim, dtypes[0], args.queries, args.cache_mb))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.load_after = os.getloadavg()[0]
