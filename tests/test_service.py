@@ -6,24 +6,21 @@ import io
 import json
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from rsembed_db.producers.catalog import get_embedder, make_producer
+from rsembed_db.producers.catalog import get_embedder
 from rsembed_db.producers.onthefly import OnTheFlyProducer
-from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.service import ServiceSettings, create_app
 from rsembed_db.service.auth import ApiKeys
-from rsembed_db.specs import H3Cell, PointBuffer, SpecError, TemporalSpec
+from rsembed_db.specs import SpecError
 from rsembed_db.store import EmbeddingStore
 from tests.conftest import REGION, SCENE
+from tests.helpers.live_server import CELL, POINT, fake_mosaiks_rows
 from tests.store_rows import toy_store
 
-POINT = {"lon": 12.6, "lat": 52.49, "buffer_m": 300}
-CELL = "881f1d4b1bfffff"
 KEYS = ApiKeys.parse("r1:read,w1:write", "test")
 
 
@@ -39,13 +36,7 @@ def client(db: str, **settings) -> TestClient:
 @pytest.fixture
 def stored(db):
     """Two fake mosaiks rows (a point and an H3 cell) whose keys the service will ask for."""
-    producer = make_producer("mosaiks", SCENE)
-    requests = [producer.request(PointBuffer(**POINT), TemporalSpec.year(2017)),
-                producer.request(H3Cell(CELL), TemporalSpec.year(2017))]
-    records = [EmbeddingRecord(r, f"tile{i}", np.full(256, i + 0.5, np.float32), meta={"fake": True})
-               for i, r in enumerate(requests)]
-    EmbeddingStore(db).write("mosaiks", records, 256)
-    return [r.key for r in requests]
+    return fake_mosaiks_rows(db)
 
 
 @pytest.fixture

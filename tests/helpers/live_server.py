@@ -32,6 +32,11 @@ CELL = "881f1d4b1bfffff"
 def small_store(db: Path | str) -> list[str]:
     """A ``toy`` table and two fake ``mosaiks`` rows (a point and an H3 cell, 2017); their keys."""
     toy_store(db)
+    return fake_mosaiks_rows(db)
+
+
+def fake_mosaiks_rows(db: Path | str) -> list[str]:
+    """Two fake ``mosaiks`` rows (a point and an H3 cell, 2017) written to ``db``; their keys."""
     producer = make_producer("mosaiks", SCENE)
     requests = [producer.request(PointBuffer(**POINT), TemporalSpec.year(2017)),
                 producer.request(H3Cell(CELL), TemporalSpec.year(2017))]
