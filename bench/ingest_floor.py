@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import rsembed_db
-from bench.results import append_results, commit, load_note
+from bench.results import commit, finish
 from rsembed_db.ingest.engine import IngestOptions, run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.catalog import make_producer
@@ -234,12 +234,7 @@ def main() -> None:
         rows = run_zoo(args.zoo_chips, [m for m in args.models.split(",") if m])
         lines += ["", f"| zoo model (random weights, {args.zoo_chips} tiles) | params | input px | forward s/chip | "
                   "ingest s/chip | ingest / forward |", "|---|---|---|---|---|---|", *rows]
-    load_end = os.getloadavg()
-    note = load_note(load_start, load_end)
-    print(note)
-    lines += ["", note]
-    if not args.no_write:
-        append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)
+    finish(HEADING, __doc__, lines, load_start, write=not args.no_write)
 
 
 if __name__ == "__main__":

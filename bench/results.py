@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -30,3 +31,14 @@ def load_note(start: tuple[float, float, float], end: tuple[float, float, float]
     """The run's load averages (``os.getloadavg()`` before and after), as RESULTS.md states them."""
     return (f"Load average (1/5/15 min) {start[0]:.2f}/{start[1]:.2f}/{start[2]:.2f} at the start, "
             f"{end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f} at the end.")
+
+
+def finish(heading: str, doc: str, lines: list[str], load_start: tuple[float, float, float], write: bool) -> None:
+    """End a run: print and add the load-average note to ``lines``; with ``write``, append them to
+    RESULTS.md under ``heading`` (introduced by the module docstring ``doc`` past its first paragraph)."""
+    note = load_note(load_start, os.getloadavg())
+    print(note)
+    lines.append("")
+    lines.append(note)
+    if write:
+        append_results(heading, doc.split("\n\n", 1)[1], lines)

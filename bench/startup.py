@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.results import append_results, commit, load_note
+from bench.results import commit, finish
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Start-up (bench/startup.py)"
@@ -106,18 +106,13 @@ def main() -> None:
                 times.setdefault("rsembed-db serve (ready)" + suffix, []).append(serve_ready(db, root_env, root))
     medians = {name: statistics.median(values) for name, values in times.items()}
     base = medians["import lancedb (baseline)"]
-    load_end = os.getloadavg()
     lines = [f"### {dt.date.today().isoformat()}, commit {commit()}{' (' + args.label + ')' if args.label else ''}", "",
              f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; median of {args.runs} "
              "fresh processes each.", "", "| command | median s | / import lancedb |", "|---|---|---|"]
     for name, seconds in medians.items():
         lines.append(f"| {name} | {seconds:.2f} | {seconds / base:.2f} |")
         print(f"{name}: {seconds:.2f}s ({seconds / base:.2f}x import lancedb)", flush=True)
-    note = load_note(load_start, load_end)
-    print(note)
-    lines += ["", note]
-    if not args.no_write:
-        append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)
+    finish(HEADING, __doc__, lines, load_start, write=not args.no_write)
 
 
 if __name__ == "__main__":
