@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import h3
 import numpy as np
@@ -185,8 +186,8 @@ def measure(store, vectors, meta, queries) -> list[dict]:
 
         def numpy_exact(i: int) -> set:
             query = vectors[i] / norms[i]
-            everything = len(where) == len(vectors)
-            scores = (vectors @ query if everything else vectors[where] @ query) / (norms if everything else norms[where])
+            matrix, lengths = (vectors, norms) if len(where) == len(vectors) else (vectors[where], norms[where])
+            scores = matrix @ query / lengths
             top = np.argpartition(-scores, K)[:K] if len(scores) > K else np.arange(len(scores))
             return set(meta["key"][where[top]])
 
@@ -252,17 +253,11 @@ def run_on_s3(scratch: Path, rows: int, dim: int, dtype: str, queries_n: int, ca
     if python is None:
         raise SystemExit("--s3 needs moto: run scripts/setup.sh (it creates .venv-s3) or set $RSEMBED_S3_PYTHON")
     server = s3_server.start(python, ["bench"])
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
     try:
-        return run_dtype(f"s3://bench/scale/{dtype}", scratch, rows, dim, dtype, queries_n, cache_mb)
+        with mock.patch.dict(os.environ, server.env()):  # LanceDB and the child processes read AWS_*
+            return run_dtype(f"s3://bench/scale/{dtype}", scratch, rows, dim, dtype, queries_n, cache_mb)
     finally:
         server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _label(run: dict) -> str:
