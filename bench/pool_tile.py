@@ -24,7 +24,7 @@ import numpy as np
 import shapely
 
 import rsembed_db
-from bench.results import append_results, commit, load_note
+from bench.results import commit, finish
 from rsembed_db.producers.products import zonal
 from rsembed_db.sources.tessera.layout import TileId
 from rsembed_db.sources.tessera.synthetic import synthetic_tile
@@ -83,16 +83,12 @@ def main() -> None:
                     f"{len(cells) / fast:,.0f} | {slow / fast:.2f} | {tile_gbs:.2f} | {copy_gbs:.1f} | "
                     f"{tile_gbs / copy_gbs:.1%} |")
         print(rows[-1], flush=True)
-    load_end = os.getloadavg()
     lines = [f"### {dt.date.today().isoformat()}, commit {commit()}", "",
              f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, one thread, "
              f"best of {args.repeats}.", "",
              "| H3 res | cells | tile px | per pixel s | weighted s | cells/s | speed-up | tile GB/s | copy GB/s "
-             "| of copy |", "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
-             load_note(load_start, load_end)]
-    print(lines[-1])
-    if not args.no_write:
-        append_results(HEADING, __doc__.split("\n\n", 1)[1], lines)
+             "| of copy |", "|---|---|---|---|---|---|---|---|---|---|", *rows]
+    finish(HEADING, __doc__, lines, load_start, write=not args.no_write)
 
 
 if __name__ == "__main__":
