@@ -15,7 +15,7 @@ from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.query import hot
 from rsembed_db.query.request import SearchFilters, SearchRequest
-from rsembed_db.query.router import EXACT_MAX_ROWS
+from rsembed_db.query.router import choose_route, exact_max_rows
 from rsembed_db.query.search import search
 from rsembed_db.specs import EmbeddingRequest, H3Cell, OutputSpec, SpecError, TemporalSpec
 from rsembed_db.store import EmbeddingStore
@@ -101,11 +101,24 @@ def test_selectivity_sweep_recall_and_fill(large, memory):
             assert len(result) == min(10, int(mask.sum())), (fraction, result.notes)  # fill
             recalls.append(len(truth & set(result.keys)) / len(truth))
             routes.add(result.route)
-            assert result.route == ("exact" if mask.sum() < EXACT_MAX_ROWS else "ann"), result.notes
+            assert result.route == ("exact" if mask.sum() < exact_max_rows(len(years)) else "ann"), result.notes
             in_memory = memory == "in-memory" and (result.route == "exact" or filters == SearchFilters())  # HNSW
             assert ("in-memory" in result.notes[-1]) == in_memory, result.notes
         assert np.mean(recalls) >= 0.95, (fraction, recalls)
     assert routes == {"exact", "ann"}
+
+
+def test_route_at_ten_million_rows():
+    """The 10M-row table of bench/scale_10m.py: 2 424 IVF_RQ partitions, 128-d."""
+    index = SimpleNamespace(metric="cosine", indexed_rows=10_000_000, num_partitions=2_424, index_type="IVF_RQ")
+    profile = SimpleNamespace(index=index, rows=10_000_000, dim=128)
+    assert exact_max_rows(100_000) == 25_000 and exact_max_rows(10_000_000) == 300_000
+    assert choose_route(profile, "cosine", lambda: 300_000).kind == "exact"  # 3 %: a flat scan of the subset
+    route = choose_route(profile, "cosine", lambda: 1_000_000)  # 10 %: 412.5 matching rows per partition
+    assert (route.kind, route.nprobes, route.refine_factor) == ("ann", 97, 2)  # ceil(40 000 / 412.5)
+    unfiltered = choose_route(profile, "cosine", lambda: 10_000_000)
+    assert (unfiltered.kind, unfiltered.nprobes) == ("ann", 20)
+    assert choose_route(profile, "l2", lambda: 1_000_000).kind == "exact"  # the index serves cosine
 
 
 def test_new_rows_are_searchable_before_reindexing(tmp_path):

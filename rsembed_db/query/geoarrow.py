@@ -19,8 +19,10 @@ def _crs_json() -> str:
 
 
 def geoarrow_field(field: pa.Field) -> pa.Field:
-    """``field`` (binary WKB) as a ``geoarrow.wkb`` extension field with its CRS (PROJJSON)."""
-    return field.with_metadata({**(field.metadata or {}), b"ARROW:extension:name": b"geoarrow.wkb",
+    """``field`` (binary WKB) as a ``geoarrow.wkb`` extension field with its CRS (PROJJSON);
+    the store's encoding hints (``lance-encoding:*``) stay behind."""
+    kept = {k: v for k, v in (field.metadata or {}).items() if not k.startswith(b"lance-encoding:")}
+    return field.with_metadata({**kept, b"ARROW:extension:name": b"geoarrow.wkb",
                                 b"ARROW:extension:metadata": json.dumps({"crs": json.loads(_crs_json())}).encode()})
 
 
