@@ -28,7 +28,7 @@ import shapely
 
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.producers.products.mosaic import GridTarget
-from rsembed_db.producers.products.scanline import polygon_pixels
+from rsembed_db.producers.products.scanline import polygon_mask
 from rsembed_db.producers.products.tiled import TiledProduct
 from rsembed_db.producers.products.zonal import PixelGrid
 from rsembed_db.sources.tessera.datasets import DEFAULT, dataset_for
@@ -111,12 +111,10 @@ class TesseraProducer(TiledProduct[TileId]):
     def open_tile(self, key: TileId, year: int, bounds: np.ndarray) -> tuple[str, PixelGrid]:
         tile = self.tiles.read(key, year, tuple(bounds.tolist()))
         box = shapely.segmentize(shapely.box(*key.bounds), _BOX_SEGMENT_DEG)
-        flat, _ = polygon_pixels(np.array([reproject_geometry(box, WGS84, tile.crs)]),
-                                 tile.transform, tile.shape)
-        owned = np.zeros(tile.shape, dtype=bool)
-        owned.ravel()[flat] = True
-        return key.name, PixelGrid(tile.crs, tile.transform, tile.shape, DIM, tile.valid() & owned,
-                                   owned, tile.values, tile.flagged() & owned, tile.factors())
+        owned = polygon_mask(np.array([reproject_geometry(box, WGS84, tile.crs)]), tile.transform, tile.shape)
+        valid, flagged = tile.valid_and_flagged()
+        return key.name, PixelGrid(tile.crs, tile.transform, tile.shape, DIM, valid & owned,
+                                   owned, tile.values, flagged & owned, tile.factors())
 
     def grid_target(self, request: EmbeddingRequest) -> GridTarget:
         chip = chip_grid_for(request.spatial, SCALE_M)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
-from rsembed_db.producers.products.scanline import polygon_pixels
+from rsembed_db.producers.products.scanline import polygon_pixel_groups
 
 CHUNK_PIXELS = 2048  # pixels per reduction step: (2048, D) float32 stays in cache
 BLOCK_PIXELS = 2048  # pixels per weighted-sum product: (2048, D) float32, 1 MiB at D = 128
@@ -126,17 +126,20 @@ def _no_valid_pixel(pixels: int, flagged: int, flagged_as: str) -> str:
 def pool_grid(grid: PixelGrid, rois: np.ndarray, centroids: np.ndarray, how: str) -> Pooled:
     """Pooled rows for ROIs (polygons and (n, 2) centroids in ``grid.crs``)."""
     out = Pooled.empty(how, len(rois), grid.dim)
-    flat, owner = polygon_pixels(rois, grid.transform, grid.shape)
+    flat, offsets = polygon_pixel_groups(rois, grid.transform, grid.shape)
     state = _pixel_states(grid)[flat]  # one gather for the three masks
-    out.pixels = _count(owner, state & _OWNED, len(rois))
+    out.pixels = _count(offsets, state & _OWNED)
     if grid.flagged is not None:
-        out.flagged = _count(owner, state & _FLAGGED, len(rois))
+        out.flagged = _count(offsets, state & _FLAGGED)
     keep = (state & _VALID).view(bool)
-    flat, owner = flat[keep], owner[keep]
-    out.count = np.bincount(owner, minlength=len(rois))
+    out.count = _count(offsets, keep)
+    flat = flat[keep]
+    offsets = np.zeros_like(offsets)
+    np.cumsum(out.count, out=offsets[1:])
     if how == "mean" and grid.factors is not None and FACTORISED:
-        _weighted_sums(*grid.factors, flat, owner, out.total)
+        _weighted_sums(*grid.factors, flat, offsets, out.total)
     else:
+        owner = np.repeat(np.arange(len(rois), dtype=np.int64), out.count)
         _reduce(grid.values, flat, owner, out.total, how)
     _centres(grid, centroids, out)
     return out
@@ -155,9 +158,13 @@ def _pixel_states(grid: PixelGrid) -> np.ndarray:
     return state.ravel()
 
 
-def _count(owner: np.ndarray, bits: np.ndarray, n: int) -> np.ndarray:
-    """(n,) int64: how many entries of each owner have a non-zero ``bits``."""
-    return np.bincount(owner[bits != 0], minlength=n)
+def _count(offsets: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """(n,) int64: how many entries of each group ``bits[offsets[i]:offsets[i + 1]]`` are non-zero."""
+    counts = np.zeros(len(offsets) - 1, np.int64)
+    some = np.flatnonzero(np.diff(offsets))
+    if len(some):
+        counts[some] = np.add.reduceat(bits != 0, offsets[some], dtype=np.int64)
+    return counts
 
 
 def _reduce(values: Callable[[np.ndarray], np.ndarray], flat: np.ndarray, owner: np.ndarray,
@@ -172,9 +179,10 @@ def _reduce(values: Callable[[np.ndarray], np.ndarray], flat: np.ndarray, owner:
         total[rows] = ufunc(total[rows], reduced)
 
 
-def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, owner: np.ndarray,
+def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, offsets: np.ndarray,
                    total: np.ndarray) -> None:
-    """``total[r] += sum of weight[p] * quantised[p]`` over each ROI's pixels (``owner`` sorted).
+    """``total[r] += sum of weight[p] * quantised[p]`` over each ROI's pixels
+    (ROI ``r``: ``flat[offsets[r]:offsets[r + 1]]``).
 
     Per ROI, in blocks of at most BLOCK_PIXELS: the int8 rows are converted to float32 once
     (into one reused buffer) and the weighted sum is one (n) @ (n x dim) product (BLAS gemv,
@@ -188,17 +196,15 @@ def _weighted_sums(quantised: np.ndarray, weight: np.ndarray, flat: np.ndarray, 
     # rasterisation, always inside the raster: mode="clip" skips numpy's buffered bounds check.
     buffer = np.empty((BLOCK_PIXELS, quantised.shape[1]), np.float32)
     gathered = np.empty((BLOCK_PIXELS, quantised.shape[1]), quantised.dtype)
-    weights = np.empty(BLOCK_PIXELS, weight.dtype)
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    ends = np.r_[starts[1:], len(owner)]
-    for a, b in zip(starts.tolist(), ends.tolist()):
+    weights = weight.take(flat, mode="clip")  # every pixel's weight in one call (4 bytes a pixel)
+    bounds = offsets.tolist()
+    for row, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         for c in range(a, b, BLOCK_PIXELS):
-            pix = flat[c:min(c + BLOCK_PIXELS, b)]
-            n = len(pix)
-            np.take(quantised, pix, axis=0, out=gathered[:n], mode="clip")
+            d = min(c + BLOCK_PIXELS, b)
+            n = d - c
+            np.take(quantised, flat[c:d], axis=0, out=gathered[:n], mode="clip")
             np.copyto(buffer[:n], gathered[:n], casting="unsafe")
-            np.take(weight, pix, out=weights[:n], mode="clip")
-            total[owner[a]] += weights[:n] @ buffer[:n]
+            total[row] += weights[c:d] @ buffer[:n]
 
 
 def _centres(grid: PixelGrid, centroids: np.ndarray, out: Pooled) -> None:

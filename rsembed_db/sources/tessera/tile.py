@@ -49,6 +49,11 @@ class TesseraTile:
         """(H, W) land pixels whose scale fails the validity rule (sentinels, NaN, <= 0)."""
         return self.land & ~valid_scales(self.scales)
 
+    def valid_and_flagged(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(valid(), flagged())``, the validity rule evaluated once."""
+        ok = valid_scales(self.scales)
+        return self.land & ok, self.land & ~ok
+
     def dequantise(self) -> np.ndarray:
         """(H, W, 128) float32 ``int8 x scale``; NaN where the pixel is not valid."""
         with np.errstate(invalid="ignore", over="ignore"):
