@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,13 @@ def h3_hex(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.array([None if v is None else format(v, "x") for v in ids], pa.string())
 
 
+def _each_once(objects: list[Any], fn: Callable[[Any], Any]) -> list[Any]:
+    """``[fn(o) for o in objects]``, calling ``fn`` once per distinct object (by identity):
+    the requests of one run share their window and configuration objects."""
+    done: dict[int, Any] = {}
+    return [done[key] if (key := id(o)) in done else done.setdefault(key, fn(o)) for o in objects]
+
+
 def records_to_arrow(records: list[EmbeddingRecord], dim: int, vector_dtype: str = "float32") -> pa.Table:
     """Arrow table in ``embedding_schema(dim, vector_dtype)``; raises ValueError on a wrong
     width, or a finite value beyond float16's range (65504) for a float16 table.
@@ -203,13 +211,13 @@ def records_to_arrow(records: list[EmbeddingRecord], dim: int, vector_dtype: str
     geoms = lonlat_geometries(spatials)
     bounds = shapely.bounds(geoms).reshape(-1, 4)
     centres = shapely.get_coordinates(shapely.centroid(geoms)).reshape(-1, 2)
-    configs: dict[int, str] = {}  # requests of one run share their config dict
+    windows = _each_once([r.temporal for r in requests],
+                         lambda t: (t.start_date, t.end_date, t.midpoint.year))
     grids = [_grid_columns(record) for record in records]
     columns: dict[str, Any] = {
         "key": [r.key for r in requests],
         "model": [r.model for r in requests],
-        "model_config": [configs.setdefault(id(r.model_config), canonical_json(r.model_config))
-                         for r in requests],
+        "model_config": _each_once([r.model_config for r in requests], canonical_json),
         "tile_id": [record.tile_id for record in records],
         "spatial_kind": [spec["kind"] for spec in specs],
         "spatial": [canonical_json(spec) for spec in specs],
@@ -218,9 +226,9 @@ def records_to_arrow(records: list[EmbeddingRecord], dim: int, vector_dtype: str
         "minlon": bounds[:, 0], "minlat": bounds[:, 1], "maxlon": bounds[:, 2], "maxlat": bounds[:, 3],
         "lon": centres[:, 0], "lat": centres[:, 1],
         "geometry": list(shapely.to_wkb(geoms)),
-        "t_start": [r.temporal.start_date for r in requests],
-        "t_end": [r.temporal.end_date for r in requests],
-        "year": [r.temporal.midpoint.year for r in requests],
+        "t_start": [w[0] for w in windows],
+        "t_end": [w[1] for w in windows],
+        "year": [w[2] for w in windows],
         "pooling": [r.output.pooling for r in requests],
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(stored.ravel()), dim),
         **{name: [g[name] for g in grids] for name in ("grid", "grid_shape", "grid_crs", "grid_transform")},

@@ -334,9 +334,9 @@ class _YearRun(Generic[TileKey]):
         vectors, reasons, used, small = pooled.results(self.product.flagged_as)
         excluded = np.where(small, 0, pooled.pixels - pooled.count)
         flagged = np.where(small, 0, pooled.flagged)
-        return [self._record(i, vectors[k], reasons[k], (int(used[k]), int(excluded[k]), int(flagged[k])),
-                             bool(small[k]), [tile] if tile is not None else self.sources.pop(i, []))
-                for k, i in enumerate(rois.tolist())]
+        counts = zip(used.tolist(), excluded.tolist(), flagged.tolist())  # Python ints, converted at once
+        return [self._record(i, vector, reason, count, tiny, [tile] if tile is not None else self.sources.pop(i, []))
+                for i, vector, reason, count, tiny in zip(rois.tolist(), vectors, reasons, counts, small.tolist())]
 
     def _record(self, i: int, vector: np.ndarray | None, reason: str | None, counts: tuple[int, int, int],
                 small: bool, sources: list[str]) -> Record:
