@@ -46,7 +46,8 @@ def polygon_mask(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]) -
     row = start // width
     np.add.at(steps, start + row, 1)
     np.add.at(steps, start + row + run, -1)
-    return np.cumsum(steps.reshape(height, width + 1), axis=1, dtype=np.int32)[:, :width] > 0
+    depth = steps.reshape(height, width + 1)
+    return np.cumsum(depth, axis=1, out=depth)[:, :width] > 0
 
 
 def _runs(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
