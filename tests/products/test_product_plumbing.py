@@ -15,7 +15,7 @@ from rasterio.features import geometry_mask
 from rsembed_db.api import describe_model, list_models
 from rsembed_db.ingest.engine import run_ingest
 from rsembed_db.producers.catalog import make_producer
-from rsembed_db.producers.products.scanline import polygon_pixels
+from rsembed_db.producers.products.scanline import polygon_mask, polygon_pixel_groups
 from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.sources.tessera.layout import REGISTRY_FILE, TileId
 from rsembed_db.specs import BBox, GridCell, H3Cell, PointBuffer, SpecError, TemporalSpec
@@ -40,20 +40,23 @@ def test_scanline_matches_gdal_rasterisation():
         if i % 7 == 0:
             geom = shapely.MultiPolygon([geom, shapely.box(x + 400, y, x + 450, y + 80)])
         geoms.append(geom)
-    flat, owner = polygon_pixels(np.array(geoms), transform, shape)
-    assert (np.diff(owner) >= 0).all()
+    flat, offsets = polygon_pixel_groups(np.array(geoms), transform, shape)
+    assert offsets[0] == 0 and offsets[-1] == len(flat) and (np.diff(offsets) >= 0).all()
     for i, geom in enumerate(geoms):
         mine = np.zeros(shape[0] * shape[1], bool)
-        mine[flat[owner == i]] = True
+        mine[flat[offsets[i]:offsets[i + 1]]] = True
         ref = geometry_mask([geom], out_shape=shape, transform=transform, invert=True).ravel()
         np.testing.assert_array_equal(mine, ref)
+        assert (np.diff(flat[offsets[i]:offsets[i + 1]]) > 0).all()  # by row, then column
+    union = geometry_mask(geoms, out_shape=shape, transform=transform, invert=True)
+    np.testing.assert_array_equal(polygon_mask(np.array(geoms), transform, shape), union)
 
 
 def test_scanline_partitions_a_tiling():
     cells = h3.h3shape_to_cells(h3.LatLngPoly([(52.0, 12.0), (52.0, 12.05), (52.05, 12.05), (52.05, 12.0)]), 9)
     polys = np.array([H3Cell(c).lonlat_geometry() for c in cells])
     transform = Affine(0.0001, 0, 11.99, 0, -0.0001, 52.06)
-    flat, _ = polygon_pixels(polys, transform, (800, 800))
+    flat, _ = polygon_pixel_groups(polys, transform, (800, 800))
     assert len(flat) == len(np.unique(flat)) > 100_000  # no pixel in two hexagons
 
 

@@ -15,22 +15,11 @@ import shapely
 from affine import Affine
 
 
-def polygon_pixels(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(flat row-major pixel indices, polygon index) for pixels whose centre is inside.
-
-    Output is grouped by polygon index (ascending), then row, then column. Pixels
-    outside the ``shape`` raster are dropped.
-    """
-    flat, offsets = polygon_pixel_groups(geoms, transform, shape)
-    return flat, np.repeat(np.arange(len(geoms), dtype=np.int64), np.diff(offsets))
-
-
 def polygon_pixel_groups(geoms: np.ndarray, transform: Affine, shape: tuple[int, int]
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(flat row-major pixel indices, (n + 1,) offsets): polygon ``i`` holds the pixels
-    ``flat[offsets[i]:offsets[i + 1]]``, by row, then column (``polygon_pixels`` without
-    the per-pixel polygon index)."""
+    """(flat row-major pixel indices, (n + 1,) offsets) of the pixels whose centre is inside
+    each polygon: polygon ``i`` holds ``flat[offsets[i]:offsets[i + 1]]``, by row, then
+    column. Pixels outside the ``shape`` raster are dropped."""
     start, run, owner = _runs(geoms, transform, shape)
     offsets = np.zeros(len(geoms) + 1, np.int64)
     np.cumsum(np.bincount(owner, weights=run, minlength=len(geoms)).astype(np.int64), out=offsets[1:])
