@@ -13,7 +13,7 @@ import pytest
 from rsembed_db.ingest.engine import run_ingest
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord
-from rsembed_db.query import hot
+from rsembed_db.query import hot, router
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.router import choose_route, exact_max_rows
 from rsembed_db.query.search import search
@@ -101,18 +101,39 @@ def test_selectivity_sweep_recall_and_fill(large, memory):
             assert len(result) == min(10, int(mask.sum())), (fraction, result.notes)  # fill
             recalls.append(len(truth & set(result.keys)) / len(truth))
             routes.add(result.route)
-            assert result.route == ("exact" if mask.sum() < exact_max_rows(len(years)) else "ann"), result.notes
+            filtered = mask.sum() < len(years)
+            assert result.route == ("exact" if filtered and mask.sum() <= exact_max_rows(len(years)) else "ann"), \
+                result.notes
             in_memory = memory == "in-memory" and (result.route == "exact" or filters == SearchFilters())  # HNSW
             assert ("in-memory" in result.notes[-1]) == in_memory, result.notes
         assert np.mean(recalls) >= 0.95, (fraction, recalls)
     assert routes == {"exact", "ann"}
 
 
+def test_filtered_ann_keeps_recall_and_fill(large, monkeypatch):
+    """Filtered searches on the ANN route (the budget cut so 10-67 % of these rows go there)."""
+    store, rows = large
+    monkeypatch.setattr(router, "ANN_MIN_CANDIDATES", 2_000)  # exact up to 4 000 matching rows
+    unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
+    rng = np.random.default_rng(12)
+    cases = [_band(rows, 0.1, 2021), ("year IN (2019, 2022)", np.isin(rows["year"], [2019, 2022])),
+             ("year >= 2020", rows["year"] >= 2020)]
+    for where, mask in cases:
+        recalls = []
+        for i in rng.choice(len(mask), 10, replace=False):
+            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10,
+                                                        filters=SearchFilters(where=where)))
+            assert result.route == "ann" and len(result) == 10, result.notes
+            truth = set(rows["key"][mask][np.argsort(-(unit[mask] @ unit[i]))[:10]])
+            recalls.append(len(truth & set(result.keys)) / 10)
+        assert np.mean(recalls) >= 0.95, (where, recalls)
+
+
 def test_route_at_ten_million_rows():
     """The 10M-row table of bench/scale_10m.py: 2 424 IVF_RQ partitions, 128-d."""
     index = SimpleNamespace(metric="cosine", indexed_rows=10_000_000, num_partitions=2_424, index_type="IVF_RQ")
     profile = SimpleNamespace(index=index, rows=10_000_000, dim=128)
-    assert exact_max_rows(100_000) == 25_000 and exact_max_rows(10_000_000) == 300_000
+    assert exact_max_rows(100_000) == 80_000 and exact_max_rows(10_000_000) == 300_000
     assert choose_route(profile, "cosine", lambda: 300_000).kind == "exact"  # 3 %: a flat scan of the subset
     route = choose_route(profile, "cosine", lambda: 1_000_000)  # 10 %: 412.5 matching rows per partition
     assert (route.kind, route.nprobes, route.refine_factor) == ("ann", 97, 2)  # ceil(40 000 / 412.5)

@@ -13,14 +13,17 @@ subset costs time in proportion to the rows it keeps and is always right (1M x 1
 100 000, 495 ms at 1 000 000). So:
 
 - exact when the table has no vector index, the index was built for another metric,
-  the caller forces it, or at most ``exact_max_rows(rows)`` rows match: 25 000, or 3 %
-  of a table of more than 833 000 rows (10M rows: 300 000);
+  the caller forces it, the table has at most ``EXACT_MAX_ROWS`` rows, or a filter
+  keeps at most ``exact_max_rows(rows)`` rows: 80 000, or 3 % of a table of more than
+  2.7M rows (10M rows: 300 000). At 1M rows a 3 % / 5 % bbox took 25 / 34 ms exactly
+  and 52 / 38 ms by ANN with the budget below;
 - otherwise ANN with the prefilter, probing enough partitions that about
   ``ANN_MIN_CANDIDATES`` matching rows would be examined if they were spread evenly
   (never fewer than ``ANN_BASE_NPROBES``; an unfiltered search probes the base number),
   re-ranked on the full vectors (``refine_factor``). 40 000 candidates gave recall@10
   1.0 / 0.99 / 1.0 on the 10M table's 1 % polygon, 10 % bbox and 10 % polygon filters,
-  where 2 000 gave 0.87 / 0.97 / 0.975 (bench/RESULTS.md).
+  where 2 000 gave 0.87 / 0.97 / 0.975; at 1M rows 1.0 at 3-10 % bboxes, where 2 000
+  gave 0.92-0.985 (some queries 0.1; docs/query.md).
   If it still returns fewer rows than asked, search.py reruns it exactly.
 """
 
@@ -32,8 +35,8 @@ from dataclasses import dataclass
 
 from rsembed_db.query.profile import TableProfile
 
-EXACT_MAX_ROWS = 25_000  # the exact route's limit on any table ...
-EXACT_MAX_SHARE = 0.03  # ... raised to this share of a large one
+EXACT_MAX_ROWS = 25_000  # tables up to this size are searched exactly
+EXACT_MAX_SHARE = 0.03  # filtered searches: exact up to this share of a large table's rows
 ANN_BASE_NPROBES = 20
 ANN_MIN_CANDIDATES = 40_000
 REFINE_FACTOR = {"IVF_PQ": 10, "IVF_RQ": 2, "IVF_HNSW_SQ": 2}  # at 128-d; see refine_factor()
@@ -51,8 +54,10 @@ def refine_factor(index_type: str, dim: int) -> int:
 
 
 def exact_max_rows(rows: int) -> int:
-    """The most matching rows a search over a table of ``rows`` rows runs exactly."""
-    return max(EXACT_MAX_ROWS, int(EXACT_MAX_SHARE * rows))
+    """The most matching rows a filtered search over a table of ``rows`` rows runs exactly:
+    3 % of the rows, and never fewer than twice the ANN candidate budget (with fewer
+    matching rows that budget would probe at least half the partitions)."""
+    return max(2 * ANN_MIN_CANDIDATES, int(EXACT_MAX_SHARE * rows))
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ def choose_route(profile: TableProfile, metric: str, count: Callable[[], int], f
         return Route("exact", f"the table has {profile.rows} rows (<= {EXACT_MAX_ROWS})")
     matched = count()
     limit = exact_max_rows(profile.rows)
-    if matched <= limit:
+    if matched < profile.rows and matched <= limit:
         return Route("exact", f"about {matched} rows match (<= {limit})", matched)
     selectivity = matched / max(profile.rows, 1)
     per_partition = max(index.indexed_rows / index.num_partitions, 1.0) * selectivity
