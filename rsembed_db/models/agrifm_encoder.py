@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsembed_db.models.layers import Mlp
+
 Triple = tuple[int, int, int]
 
 
@@ -113,15 +115,6 @@ class WindowAttention(nn.Module):
             scores = (scores.reshape(bw // windows, windows, self.heads, n, n) + mask[None, :, None]).reshape(
                 bw, self.heads, n, n)
         return self.proj((scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(bw, n, c))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):

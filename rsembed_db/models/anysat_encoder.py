@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsembed_db.models.layers import Mlp
+
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 S2_PIXEL_M = 10  # AnySat's Sentinel-2 resolution: every s2 input pixel is read as 10 m
 DOY_PERIOD = 367
@@ -101,15 +103,6 @@ class KeyRPE(nn.Module):
         per_bucket = q[:, :1] @ self.lookup_table_weight              # (B, 1, L, buckets)
         buckets = rpe_buckets(side, q.device)                         # (L, L)
         return per_bucket[:, :, torch.arange(len(buckets), device=q.device)[:, None], buckets]
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsembed_db.models.layers import Mlp
+
 # Channel groups in the published order (their index selects the channel embedding).
 SPACE_TIME_GROUPS: dict[str, tuple[str, ...]] = {
     "S1": ("VV", "VH"),
@@ -127,15 +129,6 @@ class Attention(nn.Module):
 
         out = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)))
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Block(nn.Module):

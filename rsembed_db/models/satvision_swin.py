@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsembed_db.models.layers import Mlp
+
 CPB_HIDDEN = 512  # width of the continuous position bias MLP
 
 
@@ -100,17 +102,6 @@ class WindowAttention(nn.Module):
             attn = attn.reshape(-1, self.heads, tokens, tokens)
         out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(n_windows, tokens, dim)
         return self.proj(out)
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):
