@@ -61,8 +61,9 @@ def main() -> None:
     height, width = tile.shape
     cols = np.arange(width)[None, :]
     owned = np.broadcast_to(cols >= width // 10, tile.shape)  # a tile boundary: the west tenth is another tile's
-    grid = zonal.PixelGrid(tile.crs, tile.transform, tile.shape, 128, tile.valid() & owned, owned, tile.values,
-                           tile.flagged() & owned, tile.factors())
+    valid, flagged = tile.valid_and_flagged()
+    grid = zonal.PixelGrid(tile.crs, tile.transform, tile.shape, 128, valid & owned, owned, tile.values,
+                           flagged & owned, tile.factors())
     pixels = tile.quantised.reshape(-1)
     copy = np.empty_like(pixels)
     rows = []

@@ -94,7 +94,8 @@ def main() -> None:
             geom, mask = _scaled(shape, centre, int(share * len(keys)), lon, lat)
             filters = SearchFilters(bbox=geom.bounds) if kind == "bbox" else SearchFilters(polygon=geom)
             where = np.flatnonzero(mask)
-            truths = [set(keys[where[np.argsort(-(vectors[where] @ vectors[i]) / norms[where])[:K]]]) for i in queries]
+            inside, lengths = vectors[where], norms[where]  # copied once per filter, not per query
+            truths = [set(keys[where[np.argsort(-(inside @ vectors[i]) / lengths)[:K]]]) for i in queries]
             runs = interleaved([lambda i, s=s: run_setting(store, filters, s, vectors[i]) for s in SETTINGS.values()],
                                queries)
             cells = []

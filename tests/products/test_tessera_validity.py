@@ -41,7 +41,7 @@ def test_validity_rule():
     tile = TesseraTile(TILE, q, per_channel, np.ones((1, 2), bool), "EPSG:32633", None)
     out = tile.dequantise()
     assert np.isfinite(out[0, 0]).all() and np.isnan(out[0, 1]).all()
-    assert tile.flagged().tolist() == [[False, True]]
+    assert tile.valid_and_flagged()[1].tolist() == [[False, True]]
 
 
 def test_sentinel_scales_inside_a_bbox_are_left_out_and_counted(tmp_path):

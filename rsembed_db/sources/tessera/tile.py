@@ -45,12 +45,9 @@ class TesseraTile:
         """(H, W) pixels holding an embedding: land with a valid scale."""
         return self.land & valid_scales(self.scales)
 
-    def flagged(self) -> np.ndarray:
-        """(H, W) land pixels whose scale fails the validity rule (sentinels, NaN, <= 0)."""
-        return self.land & ~valid_scales(self.scales)
-
     def valid_and_flagged(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(valid(), flagged())``, the validity rule evaluated once."""
+        """(H, W) ``valid()`` and the land pixels whose scale fails the validity rule
+        (sentinels, NaN, <= 0), the rule evaluated once."""
         ok = valid_scales(self.scales)
         return self.land & ok, self.land & ~ok
 
