@@ -14,7 +14,8 @@ import shapely
 
 from rsembed_db.errors import NotFound
 from rsembed_db.query import hot
-from rsembed_db.query.filters import descendant_range
+from rsembed_db.query.filters import PolygonTest, compile_filters, descendant_range
+from rsembed_db.query.profile import table_profile
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.search import search
 from rsembed_db.specs import BBox, SpecError
@@ -242,6 +243,20 @@ def test_polygon_filter(small, match):
     outside = shapely.Polygon([(0, 0), (1, 0), (1, 1)])
     empty = search(store, TABLE, SearchRequest(vector=query, k=12, filters=SearchFilters(polygon=outside)))
     assert len(empty) == 0 and "distance" in empty.rows.column_names
+
+
+def test_polygon_estimate_reads_centres_or_footprint_boxes(small):
+    """The router's estimate of a polygon's rows: its test on the centres (exact), or on
+    the footprints' bboxes (a superset of the footprints meeting it)."""
+    store, _ = small
+    triangle = shapely.Polygon([(12.55, 52.30), (12.95, 52.35), (12.70, 52.62)])
+    data = store.dataset(TABLE).to_table(columns=["lon", "lat", "minlon", "minlat", "maxlon", "maxlat", "geometry"])
+    for match in ("centre", "intersects"):
+        test = PolygonTest(triangle, match)
+        exact, bounds = test.mask(data), test.bounds_mask(data.select(list(test.bounds_columns)))
+        assert (bounds == exact).all() if match == "centre" else (bounds >= exact).all() and bounds.sum() > exact.sum()
+        sql = compile_filters(SearchFilters(polygon=triangle, spatial_match=match)).sql
+        assert table_profile(store, TABLE).estimate(sql, test) == int(bounds.sum())  # 7203 rows: sampled whole
 
 
 def test_fewer_matching_rows_than_k(small):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import h3
 import numpy as np
 import pytest
+import shapely
 
 from rsembed_db.ingest.engine import run_ingest
 from rsembed_db.producers.base import Prepared, Producer
@@ -29,6 +30,7 @@ from rsembed_db.store.indexes import (
     vector_index_info,
 )
 from rsembed_db.store.synthetic import write_synthetic
+from tests.test_search import assert_exact
 
 HAVELLAND = (52.5, 12.8)
 
@@ -315,3 +317,49 @@ def test_in_memory_hnsw_for_unfiltered_searches(tmp_path):
         assert "in-memory HNSW" in fresh.notes[-1] and fresh.keys == stale.keys
     finally:
         hot.configure(0)
+
+
+def _diamond(lon: np.ndarray, lat: np.ndarray, share: float) -> tuple[shapely.Polygon, np.ndarray]:
+    """A diamond about the rows' median centre holding about ``share`` of the row centres
+    (half of its bbox: the SQL prefilter keeps twice the rows the polygon does)."""
+    cx, cy = float(np.median(lon)), float(np.median(lat))
+    low, high = 1e-4, 4.0
+    for _ in range(40):
+        size = (low + high) / 2
+        shape = shapely.Polygon([(cx - size, cy), (cx, cy - 0.6 * size), (cx + size, cy), (cx, cy + 0.6 * size)])
+        mask = shapely.intersects_xy(shape, lon, lat)
+        low, high = (size, high) if mask.mean() < share else (low, size)
+    return shape, mask
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_polygon_routes_exact_and_ann(large, memory, metric, monkeypatch):
+    """Polygon filters on every route: the one-pass scan over the polygon's bbox (Lance,
+    several batches), the in-memory copy, and ANN over the exact allow-list (the budget
+    cut so a 10 % polygon goes there; l2 has no index: exact)."""
+    store, rows = large
+    if memory == "in-memory":
+        assert hot.warm(store, "big") is not None
+    monkeypatch.setattr(router, "ANN_MIN_CANDIDATES", 2_000)  # exact up to 4 000 matching rows
+    centres = store.dataset("big").to_table(columns=["lon", "lat"])
+    lon, lat = centres["lon"].to_numpy(), centres["lat"].to_numpy()
+    rng = np.random.default_rng(13)
+    for share in (0.001, 0.01, 0.1):
+        polygon, mask = _diamond(lon, lat, share)
+        ann = metric == "cosine" and mask.sum() > exact_max_rows(len(mask))
+        recalls = []
+        for i in rng.choice(len(mask), 8, replace=False):
+            result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10, metric=metric,
+                                                        filters=SearchFilters(polygon=polygon)))
+            assert result.matched == int(mask.sum()) and len(result) == 10, result.notes
+            assert result.route == ("ann" if ann else "exact"), result.notes
+            assert set(result.keys) <= set(rows["key"][mask])
+            if ann:
+                unit = rows["vector"] / np.linalg.norm(rows["vector"], axis=1, keepdims=True)
+                truth = set(rows["key"][mask][np.argsort(-(unit[mask] @ unit[i]))[:10]])
+                recalls.append(len(truth & set(result.keys)) / 10)
+            else:
+                assert_exact(result, rows, rows["vector"][i], metric, 10, mask)
+                where = "over in-memory vectors" if memory == "in-memory" else "one pass over the polygon's bbox"
+                assert where in result.notes[-1], result.notes
+        assert not ann or np.mean(recalls) >= 0.95, (share, recalls)

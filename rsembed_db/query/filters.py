@@ -98,7 +98,20 @@ class PolygonTest:
     def columns(self) -> tuple[str, ...]:
         return ("lon", "lat") if self.match == "centre" else ("geometry",)
 
-    def mask(self, rows: pa.Table) -> np.ndarray:
+    @property
+    def bounds_columns(self) -> tuple[str, ...]:
+        """The scalar columns ``bounds_mask`` reads (the router's sample holds them)."""
+        return ("lon", "lat") if self.match == "centre" else ("minlon", "minlat", "maxlon", "maxlat")
+
+    def bounds_mask(self, rows: pa.Table) -> np.ndarray:
+        """The rows that may pass, from ``bounds_columns``: exact for ``centre``; for
+        ``intersects`` the rows whose footprint bbox meets the polygon (a superset)."""
+        if self.match == "centre" or rows.num_rows == 0:
+            return self.mask(rows)
+        boxes = shapely.box(*(rows[c].to_numpy(zero_copy_only=False) for c in self.bounds_columns))
+        return shapely.intersects(self.polygon, boxes)
+
+    def mask(self, rows: pa.Table | pa.RecordBatch) -> np.ndarray:
         """Boolean mask of the rows that pass (``rows`` holds ``self.columns``)."""
         if rows.num_rows == 0:
             return np.zeros(0, bool)

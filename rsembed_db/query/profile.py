@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rsembed_db.query.filters import tiling_of
+from rsembed_db.query.filters import PolygonTest, tiling_of
 from rsembed_db.query.hot import Fingerprint, fingerprint
 from rsembed_db.query.where import scalar_columns
 from rsembed_db.store.indexes import VectorIndexInfo, vector_index_info
@@ -106,9 +106,10 @@ class TableProfile:
                     self._window = (int((ends - starts).max(initial=0)),)
             return self._window[0]
 
-    def estimate(self, sql: str | None) -> int:
+    def estimate(self, sql: str | None, polygon: PolygonTest | None = None) -> int:
         """Rows of the table matching ``sql`` (None: all), estimated from the sample
-        (taken on first use)."""
+        (taken on first use); with ``polygon``, the sample rows it may keep
+        (``PolygonTest.bounds_mask``)."""
         dataset = self.dataset
         if sql is None:
             return self.rows
@@ -123,8 +124,12 @@ class TableProfile:
             connection = self._duckdb
         try:
             with connection.cursor() as cursor:  # one cursor per call: threads do not serialise
-                row = cursor.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()
-                hits = row[0] if row is not None else None
+                if polygon is None:
+                    row = cursor.execute(f"SELECT count(*) FROM sample WHERE {sql}").fetchone()
+                    hits = row[0] if row is not None else None
+                else:
+                    kept = cursor.sql(f"SELECT {', '.join(polygon.bounds_columns)} FROM sample WHERE {sql}")
+                    hits = int(polygon.bounds_mask(kept.to_arrow_table()).sum())
         except duckdb.Error:
             hits = None
         if hits is None:  # SQL DuckDB does not take: count exactly with LanceDB
