@@ -1,9 +1,10 @@
 """Filtered similarity search over one model table: ``search(store, table, request)``.
 
 Steps: resolve the query vector (anchors.py), drop conditions every row meets, compile
-the filters to SQL plus an exact polygon allow-list (filters.py), choose exact or ANN
-from the estimated match count (router.py), run it, drop the query's own rows, and
-return a SearchResult. Where it runs: with the table's vectors held in memory
+the filters to SQL plus an exact polygon test (filters.py), choose exact or ANN from the
+estimated match count (router.py), run it, drop the query's own rows, and return a
+SearchResult. A polygon is tested in the exact route's one pass over its bbox
+(polygon_scan.py) or, for ANN and the in-memory copy, turned into an allow-list first. Where it runs: with the table's vectors held in memory
 (hot.py) the exact route is numpy over the rows Lance's scalar indexes select, and an
 unfiltered cosine ANN search is an in-memory HNSW graph re-ranked exactly (hot_ann.py);
 otherwise LanceDB with the filter as a prefilter (the exact route a flat scan,
