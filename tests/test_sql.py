@@ -90,14 +90,20 @@ def test_slow_query_is_interrupted(store, sql):
     assert time.perf_counter() - started < 10
 
 
-def test_cli_sql_json_and_refusal(tmp_path):
+def test_cli_sql_json_and_refusal(tmp_path, monkeypatch):
+    """The CLI starts its query process before its own imports; whether the query runs or
+    is refused before reaching it, the process and its private directory are gone after."""
     db = tmp_path / "db"
     toy_store(db)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     out = run_cli("sql", "SELECT count(*) AS n FROM toy", "--format", "json", db=db)
     assert json.loads(out.stdout)["rows"] == [{"n": 19}]
     refused = run_cli("sql", "SELECT * FROM read_csv('/etc/passwd')", db=db, check=False)
     assert refused.returncode == 2 and "error: sql:" in refused.stderr and "sandbox" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    assert not list(scratch.glob("rsembed-sql-*"))
 
 
 def test_cli_sql_table_output_abbreviates_wide_cells(tmp_path):

@@ -28,18 +28,27 @@ def sql(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Run a read-only SQL query (no file or network access) and print or save the rows."""
-    from rsembed_db.query.formats import ipc_stream_bytes, json_columns, json_rows, parquet_bytes, python_rows
-    from rsembed_db.query.sql import SqlLimits, run_sql
-    from rsembed_db.store.lance_store import EmbeddingStore
+    from rsembed_db.query.sql_process import SqlWorkers
 
     require_choice("format", format, ("table", "json", "arrow", "parquet"))
-    options = (("max_rows", max_rows), ("timeout_s", timeout), ("memory_limit", memory_limit))
-    limits = SqlLimits(**{k: v for k, v in options if v is not None})  # type: ignore[arg-type]
-    result = run_sql(EmbeddingStore(db), query, limits)
+    if format in ("arrow", "parquet") and out is None:
+        raise SpecError("out", f"--format {format} writes binary data: give --out PATH")
+    # the query process imports DuckDB and Lance on the other core while this one imports LanceDB
+    workers = SqlWorkers().start()
+    try:
+        from rsembed_db.query.sql import SqlLimits, run_sql
+        from rsembed_db.store.lance_store import EmbeddingStore
+
+        options = (("max_rows", max_rows), ("timeout_s", timeout), ("memory_limit", memory_limit))
+        limits = SqlLimits(**{k: v for k, v in options if v is not None})  # type: ignore[arg-type]
+        result = run_sql(EmbeddingStore(db), query, limits, workers)
+    finally:
+        workers.close()
+    from rsembed_db.query.formats import ipc_stream_bytes, json_columns, json_rows, parquet_bytes, python_rows
+
     note = f"{result.table.num_rows} rows" + (f" (truncated at --max-rows {limits.max_rows})" if result.truncated else "")
     if format in ("arrow", "parquet"):
-        if out is None:
-            raise SpecError("out", f"--format {format} writes binary data: give --out PATH")
+        assert out is not None  # checked above
         out.write_bytes(ipc_stream_bytes(result.table) if format == "arrow" else parquet_bytes(result.table))
         Console(stderr=True).print(f"{note} -> {out}")
     elif format == "json":

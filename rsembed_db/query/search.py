@@ -4,12 +4,13 @@ Steps: resolve the query vector (anchors.py), drop conditions every row meets, c
 the filters to SQL plus an exact polygon test (filters.py), choose exact or ANN from the
 estimated match count (router.py), run it, drop the query's own rows, and return a
 SearchResult. A polygon is tested in the exact route's one pass over its bbox
-(polygon_scan.py) or, for ANN and the in-memory copy, turned into an allow-list first. Where it runs: with the table's vectors held in memory
-(hot.py) the exact route is numpy over the rows Lance's scalar indexes select, and an
-unfiltered cosine ANN search is an in-memory HNSW graph re-ranked exactly (hot_ann.py);
-otherwise LanceDB with the filter as a prefilter (the exact route a flat scan,
-``use_index=False``). Every route ranks by LanceDB's distances (cosine ``1 - cos``, l2
-squared, dot ``1 - dot``); the exact ones return the true top-k of the matching rows.
+(polygon_scan.py) or, for ANN and the in-memory copy, turned into an allow-list first.
+Where it runs: with the table's vectors held in memory (hot.py) the exact route is numpy
+over the rows Lance's scalar indexes select, and an unfiltered cosine ANN search is an
+in-memory HNSW graph re-ranked exactly (hot_ann.py); otherwise LanceDB with the filter
+as a prefilter (the exact route a flat scan, ``use_index=False``). Every route ranks by
+LanceDB's distances (cosine ``1 - cos``, l2 squared, dot ``1 - dot``); the exact ones
+return the true top-k of the matching rows.
 """
 
 from __future__ import annotations
