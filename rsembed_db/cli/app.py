@@ -38,9 +38,9 @@ def _global_options(storage_option: Annotated[Optional[list[str]], typer.Option(
         help="Object-store option for an s3:// (gs://, az://) --db, e.g. aws_endpoint=http://127.0.0.1:9000 "
              "(repeatable; before the command; also $RSEMBED_STORAGE_OPTIONS as a JSON object).")] = None) -> None:
     """rsembed-db: an embedding database for Earth observation."""
-    from rsembed_db.store.options import export_storage_options, parse_storage_options
+    if storage_option:  # imported only then: importing rsembed_db.store imports LanceDB (~1.3 s)
+        from rsembed_db.store.options import export_storage_options, parse_storage_options
 
-    if storage_option:
         export_storage_options(parse_storage_options(storage_option))
 
 
