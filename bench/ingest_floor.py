@@ -80,7 +80,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def fetch_all(producer: Producer, requests: list[EmbeddingRequest]) -> list[Prepared]:
-    with ThreadPoolExecutor(max_workers=OPTIONS.workers, thread_name_prefix="fetch") as pool:
+    with ThreadPoolExecutor(max_workers=OPTIONS.workers or producer.default_workers, thread_name_prefix="fetch") as pool:
         return list(pool.map(producer.prepare, requests))
 
 

@@ -368,3 +368,33 @@ def test_concurrent_fetches(source):
         parallel = list(pool.map(lambda g: source.fetch(g, Y2017, RGBN).data, grids * 3))
     for i, data in enumerate(parallel):
         assert np.array_equal(data, serial[i % len(grids)])
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 2), (16, 4)])
+def test_ingest_fetch_threads_follow_the_source(source, tmp_path, monkeypatch, cores, threads):
+    """Local rasters are read and warped on this process's cores: an ingest that does not
+    say fetches on one thread per core beyond the model's, 1 to 4; other sources (network
+    bound) on 4, counted sources as the source they wrap."""
+    from rsembed_db.ingest import engine
+    from rsembed_db.producers.catalog import make_producer
+    from rsembed_db.sources.base import REMOTE_FETCH_THREADS, fetch_threads
+    from rsembed_db.sources.counting import CountingSource
+    from rsembed_db.store import EmbeddingStore
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)))
+    assert source.fetch_threads == threads == fetch_threads(CountingSource(source))
+    assert fetch_threads(type("Remote", (), {"name": "stac"})()) == REMOTE_FETCH_THREADS
+    producer = make_producer("mosaiks", [str(HAVELLAND)])
+    assert producer.default_workers == threads
+    pools = []
+    real = engine.ThreadPoolExecutor
+    def pool(**kw):
+        if kw["thread_name_prefix"] == "fetch":
+            pools.append(kw["max_workers"])
+        return real(**kw)
+    monkeypatch.setattr(engine, "ThreadPoolExecutor", pool)
+    request = producer.request(PointBuffer(12.6, 52.49, 300), TemporalSpec.year(2017))  # inside the scene
+    summary = engine.run_ingest(EmbeddingStore(tmp_path / "db"), producer, [request])
+    assert summary.computed == 1 and pools == [threads]
+    engine.run_ingest(EmbeddingStore(tmp_path / "db2"), producer, [request], engine.IngestOptions(workers=3))
+    assert pools == [threads, 3]

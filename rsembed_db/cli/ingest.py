@@ -43,7 +43,8 @@ def ingest(
     db: DbOption = DEFAULT_DB,
     max_tiles: Annotated[int, typer.Option(help="Refuse plans with more tiles than this.")] = 100_000,
     batch_size: Annotated[int, typer.Option(help="Chips per model call.")] = 16,
-    workers: Annotated[int, typer.Option(help="Fetch threads.")] = 4,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Fetch threads (default: 4; local imagery: one per core beyond the first, 1 to 4).")] = None,
     commit_every: Annotated[Optional[int], typer.Option(
         help="Rows per atomic commit (default: 64 for models, 16384 for precomputed products).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Plan and count only; compute nothing.")] = False,

@@ -142,11 +142,12 @@ class UnitWorker:
         kind, payload = unit
         started = time.perf_counter()
         partials: list[TilePartial] = []
+        workers = self.options.workers or self.producer.default_workers
         try:
             if kind == "tiles":
-                records, partials = cast(TiledProduct, self.producer).compute_unit(payload, self.options.workers)
+                records, partials = cast(TiledProduct, self.producer).compute_unit(payload, workers)
             elif kind == "bulk":
-                groups = cast(BulkProducer, self.producer).compute_many(payload, self.options.workers)
+                groups = cast(BulkProducer, self.producer).compute_many(payload, workers)
                 records = [r for group in groups for r in group]
             else:
                 sink = _Collect()

@@ -42,7 +42,7 @@ class IngestSummary:
 @dataclass
 class IngestOptions:
     batch_size: int = 16
-    workers: int = 4
+    workers: int | None = None  # None: the producer's default_workers (its source's fetch threads)
     commit_every: int | None = None  # None: the producer's default_commit_every
     vector_dtype: str | None = None  # float32 / float16 for a new table; None: the producer's default
 
@@ -51,7 +51,7 @@ class IngestOptions:
             check_vector_dtype(self.vector_dtype, "vector-dtype")
         for name in ("batch_size", "workers", "commit_every"):
             value = getattr(self, name)
-            if value is None and name == "commit_every":
+            if value is None and name in ("commit_every", "workers"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(name.replace("_", "-"), f"must be an integer >= 1, got {value!r}")
@@ -154,7 +154,7 @@ def run_ingest(store: EmbeddingStore, producer: Producer, requests: list[Embeddi
                          options.vector_dtype or producer.default_vector_dtype)
         try:
             if isinstance(producer, BulkProducer):
-                for group in producer.compute_many(todo, workers=options.workers):
+                for group in producer.compute_many(todo, workers=options.workers or producer.default_workers):
                     writer.add(group)
             else:
                 compute_batches(producer, todo, options, writer)
@@ -198,13 +198,14 @@ def prepare_or_failure(producer: Producer, request: EmbeddingRequest, retries: i
 
 def compute_batches(producer: Producer, todo: list[EmbeddingRequest], options: IngestOptions,
                     writer: ResultSink) -> None:
-    """Fetch ``todo`` on ``options.workers`` threads, embed in batches of ``options.batch_size``
+    """Fetch ``todo`` on ``options.workers`` threads (None: the producer's default), embed in batches of ``options.batch_size``
     and hand every result to ``writer.add`` (records and per-tile failures)."""
     queue = iter(todo)
     in_flight: set[Future] = set()
     batch: list[Prepared] = []
-    window = options.workers * 2 + options.batch_size
-    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="fetch") as pool:
+    workers = options.workers or producer.default_workers
+    window = workers * 2 + options.batch_size
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
         try:
             while True:
                 while len(in_flight) < window and (request := next(queue, None)) is not None:

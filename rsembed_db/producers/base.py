@@ -53,6 +53,11 @@ class Producer(ABC):
         return self.description.name
 
     @property
+    def default_workers(self) -> int:
+        """Fetch (or tile) threads when the run does not say."""
+        return 4
+
+    @property
     def dim(self) -> int:
         return self.description.dim
 

@@ -14,7 +14,7 @@ from rsembed_db.models.input_prep import resolved_mode
 from rsembed_db.models.pooling import pool, to_dataarray
 from rsembed_db.producers.base import Prepared, Producer
 from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
-from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.base import Chip, ImagerySource, fetch_threads
 from rsembed_db.sources.frames import FRAME_META
 from rsembed_db.sources.quality import check_input
 from rsembed_db.specs.canonical import canonical_json
@@ -41,6 +41,10 @@ class OnTheFlyProducer(Producer):
     @property
     def default_dim(self) -> int:
         return type(self.embedder)().dim
+
+    @property
+    def default_workers(self) -> int:
+        return fetch_threads(self.source)
 
     def for_request(self, modality: str | None = None, sensor: SensorSpec | None = None) -> Producer:
         """Itself, or for a model with several input branches the producer of the branch that

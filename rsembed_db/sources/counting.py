@@ -14,7 +14,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
-from rsembed_db.sources.base import Chip, ImagerySource
+from rsembed_db.sources.base import Chip, ImagerySource, fetch_threads
 from rsembed_db.sources.frames import require_frames
 from rsembed_db.specs.canonical import canonical_json
 from rsembed_db.specs.sensor import SensorSpec
@@ -71,6 +71,7 @@ class CountingSource:
     def __init__(self, source: ImagerySource, cache_size: int = 0) -> None:
         self.source = source
         self.name = source.name
+        self.fetch_threads = fetch_threads(source)
         self.cache_size = cache_size
         inner = getattr(source, "stats", None)
         self.stats: FetchStats = inner if isinstance(inner, FetchStats) else FetchStats()

@@ -34,7 +34,7 @@ from rasterio.io import DatasetReader
 from rasterio.warp import transform_bounds
 
 from rsembed_db.errors import TileFailure
-from rsembed_db.sources.base import Chip
+from rsembed_db.sources.base import Chip, local_fetch_threads
 from rsembed_db.sources.composite import COMPOSITES
 from rsembed_db.sources.frames import DatedPlane, frame_bins, frames_from_planes, require_frames
 from rsembed_db.sources.scene_dates import compile_date_pattern
@@ -76,6 +76,10 @@ class LocalImagerySource:
     """
 
     name = "local"
+
+    @property
+    def fetch_threads(self) -> int:
+        return local_fetch_threads()
 
     def __init__(self, paths: str | Path | Sequence[str | Path], date: str | dt.date | None = None,
                  date_pattern: str | None = None):

@@ -24,6 +24,7 @@ from rsembed_db.specs.spatial import (
     utm_crs_for,
 )
 from rsembed_db.tiling.region import check_utm_reach, project_lonlat
+from rsembed_db.tiling.scanline import polygon_mask
 
 # Compute-on-miss refuses ROIs of more pixels than this at the model's scale (1024 x 1024):
 # inputs, feature maps and grids grow with it (a 1200 x 1200 MOSAIKS chip needed 5 GB).
@@ -65,7 +66,9 @@ class ChipGrid:
         """
         shape = shape or (self.height, self.width)
         transform = transform or self.transform
-        inside = geometry_mask([self.roi], out_shape=shape, transform=transform, invert=True)
+        # the scanline rule is GDAL's (pixel centre inside, tests/products): 40 us per chip
+        # where rasterio.features.geometry_mask takes ~0.8 ms, a sixth of a MOSAIKS chip's ingest
+        inside = polygon_mask(np.array([self.roi]), transform, shape)
         if touched_fallback and not inside.any():
             inside = geometry_mask([self.roi], out_shape=shape, transform=transform,
                                    invert=True, all_touched=True)

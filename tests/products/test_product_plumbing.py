@@ -15,12 +15,12 @@ from rasterio.features import geometry_mask
 from rsembed_db.api import describe_model, list_models
 from rsembed_db.ingest.engine import run_ingest
 from rsembed_db.producers.catalog import make_producer
-from rsembed_db.producers.products.scanline import polygon_mask, polygon_pixel_groups
 from rsembed_db.producers.records import EmbeddingRecord
 from rsembed_db.sources.tessera.layout import REGISTRY_FILE, TileId
 from rsembed_db.specs import BBox, GridCell, H3Cell, PointBuffer, SpecError, TemporalSpec
 from rsembed_db.specs.canonical import sha256_key
 from rsembed_db.store import EmbeddingStore
+from rsembed_db.tiling.scanline import polygon_mask, polygon_pixel_groups
 from tests.conftest import run_cli
 from tests.helpers.http_server import serve
 from tests.products.tessera_helpers import make_tree

@@ -28,7 +28,6 @@ import shapely
 
 from rsembed_db.models.base import ModelDescription
 from rsembed_db.producers.products.mosaic import GridTarget
-from rsembed_db.producers.products.scanline import polygon_mask
 from rsembed_db.producers.products.tiled import TiledProduct
 from rsembed_db.producers.products.zonal import PixelGrid
 from rsembed_db.sources.tessera.datasets import DEFAULT, dataset_for
@@ -40,6 +39,7 @@ from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.specs.spatial import WGS84, reproject_geometry
 from rsembed_db.specs.validate import require_choice
 from rsembed_db.tiling.chip_grid import chip_grid_for
+from rsembed_db.tiling.scanline import polygon_mask
 
 SCALE_M = 10.0
 _BOX_SEGMENT_DEG = 0.001

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
-from rsembed_db.producers.products.scanline import polygon_pixel_groups
+from rsembed_db.tiling.scanline import polygon_pixel_groups
 
 CHUNK_PIXELS = 2048  # pixels per reduction step: (2048, D) float32 stays in cache
 BLOCK_PIXELS = 2048  # pixels per weighted-sum product: (2048, D) float32, 1 MiB at D = 128
