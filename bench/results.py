@@ -20,11 +20,15 @@ def commit() -> str:
 
 
 def append_results(heading: str, intro: str, lines: list[str]) -> None:
-    """Append this run under ``heading`` (created once, with ``intro``; history kept)."""
+    """Append this run at the end of the section ``heading`` (created once at the end of the
+    file, with ``intro``; history kept)."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if heading not in text:
         text = text.rstrip() + "\n\n" + heading + "\n\n" + intro.strip() + "\n"
-    RESULTS.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+    start = text.index(heading) + len(heading)
+    end = text.find("\n## ", start)
+    end = len(text) if end < 0 else end + 1
+    RESULTS.write_text(text[:end].rstrip() + "\n\n" + "\n".join(lines) + "\n" + ("\n" + text[end:] if text[end:] else ""))
 
 
 def load_note(start: tuple[float, float, float], end: tuple[float, float, float]) -> str:
