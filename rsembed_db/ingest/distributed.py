@@ -50,7 +50,7 @@ from rsembed_db.specs.request import EmbeddingRequest
 from rsembed_db.store.indexes import index_table
 from rsembed_db.store.lance_store import EmbeddingStore
 from rsembed_db.store.options import forwarded_env
-from rsembed_db.store.schema import records_to_arrow
+from rsembed_db.store.records_arrow import records_to_arrow
 from rsembed_db.store.staging import StagingTable, write_staged
 
 Record = EmbeddingRecord | FailureRecord

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lancedb
 import numpy as np
@@ -22,7 +22,6 @@ import pyarrow.compute as pc
 from lancedb.index import BTree
 
 from rsembed_db.errors import NotFound, SpecError
-from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 from rsembed_db.store.commit import retry_on_conflict, upsert
 from rsembed_db.store.options import storage_options_from_env
 from rsembed_db.store.schema import (
@@ -33,11 +32,12 @@ from rsembed_db.store.schema import (
     check_float16_range,
     check_vector_dtype,
     embedding_schema,
-    failures_to_arrow,
-    records_to_arrow,
     vector_dim,
     vector_dtype,
 )
+
+if TYPE_CHECKING:  # the write path imports them when it runs (store/records_arrow.py)
+    from rsembed_db.producers.records import EmbeddingRecord, FailureRecord
 
 KEY_CHUNK = 512  # keys per IN (...) lookup
 SCAN_RATIO = 8  # scan the key column when keys x SCAN_RATIO >= rows
@@ -181,6 +181,8 @@ class EmbeddingStore:
         table stores ``create_dtype``); returns the number written."""
         if not records:
             return 0
+        from rsembed_db.store.records_arrow import records_to_arrow  # the write path's imports
+
         table = self.ensure_table(table_name, dim, create_dtype=create_dtype)
         try:
             data = records_to_arrow(records, dim, vector_dtype_of(table))
@@ -294,6 +296,8 @@ class EmbeddingStore:
 
     def record_failures(self, table_name: str, failures: list[FailureRecord]) -> None:
         if failures:
+            from rsembed_db.store.records_arrow import failures_to_arrow  # the write path's imports
+
             with self._write_lock:
                 upsert(self._failures().to_lance(), failures_to_arrow(failures, table_name), ["key"])
 
