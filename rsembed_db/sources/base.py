@@ -43,7 +43,7 @@ def fetch_threads(source: Any) -> int:
 def local_fetch_threads() -> int:
     """Threads for reading and warping local rasters in this process: one per core beyond
     the first (which the model uses), 1 to 4. On 2 cores 4 threads made a MOSAIKS ingest of
-    371 local tiles 1.6 s against 1.4 s with 1: the threads only contend (bench/RESULTS.md)."""
+    371 local tiles 1.83 s against 1.63 s with 1: the threads only contend (bench/RESULTS.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, min(REMOTE_FETCH_THREADS, cores - 1))
 

@@ -1,8 +1,8 @@
 """Records -> Arrow rows of the store's schemas (the write path).
 
-Apart from ``schema.py`` so that reading a store (``tables``, ``sql``, search, the service's
-start-up) does not import what building rows needs: the producers' record types, xarray,
-h3 and pyproj (~0.15 s of imports).
+Apart from ``schema.py`` so that reading a store (``rsembed-db tables``, ``sql``, search)
+does not import what building rows needs: the producers' record types, xarray, h3 and
+pyproj (~0.15 s of imports; the service imports them anyway for its ingest jobs).
 """
 
 from __future__ import annotations
