@@ -97,9 +97,18 @@ def test_out_of_range_dates_are_text_not_500(http):
     assert answer.json()["rows"] == [{"d": "infinity", "t": "290000-01-01T00:00:00.000000", "e": "-5000-01-01"}]
 
 
+LONE_SURROGATE = '{"sql": "SELECT \'\ud800\'", "model": "\ud800", "spatials": [], "near": [0, 0]}'
+SURROGATE_BODIES = {  # every way json.loads turns request bytes into a lone surrogate
+    "escape": LONE_SURROGATE.replace("\ud800", "\\ud800").encode(),
+    "raw bytes": LONE_SURROGATE.encode("utf-8", "surrogatepass"),
+    "utf-16": LONE_SURROGATE.encode("utf-16-le", "surrogatepass"),
+}
+
+
+@pytest.mark.parametrize("encoding", SURROGATE_BODIES)
 @pytest.mark.parametrize("path", ["/v1/sql", "/v1/search", "/v1/embeddings"])
-def test_a_lone_surrogate_in_the_body_is_422(http, path):
-    raw = b'{"sql": "SELECT \'\\ud800\'", "model": "\\ud800", "spatials": [], "near": [0, 0]}'
+def test_a_lone_surrogate_in_the_body_is_422(http, path, encoding):
+    raw = SURROGATE_BODIES[encoding]
     answer = http.post(path, content=raw, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
     assert "\\ud800" in answer.text or "surrogate" in answer.text or "Unicode" in answer.text, answer.text

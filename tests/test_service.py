@@ -281,6 +281,12 @@ def test_search_over_http(db):
             bad = c.post("/v1/search", json=body)
             assert bad.status_code == 422 and bad.json()["error"]["field"] == field, bad.json()
         assert c.post("/v1/search", json={"table": "nope", "key": key}).status_code == 404
+        # listings are reused for a second; a table stored meanwhile is found at once
+        assert c.post("/v1/search", json={"table": "later", "key": key}).status_code == 404
+        later = toy_store(db, model="later", dim=8)
+        found = c.post("/v1/search", json={"table": "later", "vector": [1.0] * 8, "k": 2})
+        assert found.status_code == 200 and len(found.json()["results"]) == 2, found.text
+        assert later.table_names() == ["later", "mosaiks"]
 
 
 def test_grid_output_over_http(db):

@@ -4,6 +4,7 @@ negotiation of result formats (406)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import Request
@@ -60,10 +61,19 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+# Where a surrogate can enter a UTF-8 body: a ``\\uD800``-``\\uDFFF`` escape, or the bytes
+# ED A0-BF .. (``json.loads`` decodes bytes with ``surrogatepass``). A UTF-8 body with
+# neither is not walked (the walk costs ~0.05 ms for a 128-number vector).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
 async def unicode_body(request: Request) -> None:
     """Refuse (422 naming the field) a JSON body with a lone surrogate such as ``"\\ud800"``:
     JSON allows the escape, but such a string cannot be encoded, hashed or stored."""
-    if request.method not in ("POST", "PUT", "PATCH") or not await request.body():
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    raw = await request.body()
+    if not raw or (json.detect_encoding(raw) == "utf-8" and _SURROGATE.search(raw) is None):
         return
     try:
         body = await request.json()

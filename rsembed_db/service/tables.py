@@ -23,7 +23,7 @@ def resolve_table(ctx: ServiceContext, table: Any, model: Any, config: Any = Non
     if table is None:
         table = model_table(model, params.model_config(config))
         variant = model_variant(model, params.model_config(config))
-    if table not in ctx.store.table_names():
+    if not ctx.is_stored(table):
         raise ApiError(404, "table" if model is None else "model", f"nothing stored in table {table!r}",
                        allowed=ctx.store.table_names())
     return table, variant
