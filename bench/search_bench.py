@@ -1,7 +1,8 @@
 """Search benchmark: latency and recall@10 of ``rsembed_db.query.search`` at several filter
 selectivities (latitude bands, time windows, H3 parent) on a generated table, against
 numpy exact search and LanceDB's default query path in the same run; get-by-key; QPS at
-1, 2 and 8 threads (ours and LanceDB's); the HTTP service against the in-process call.
+1, 2 and 8 threads (ours and LanceDB's); the HTTP service against the in-process call and
+against a no-op service's round trip (the floor, ``bench/http_floor.py``).
 Writes its section of bench/RESULTS.md.
 
     .venv/bin/python bench/search_bench.py                  # 1M x 128, a few minutes on 2 cores
@@ -217,24 +218,21 @@ def concurrency(store, vectors, meta, queries: np.ndarray, total: int) -> list[d
 
 def http_overhead(db: Path, vectors, meta, queries: np.ndarray, cache_mb: float) -> dict:
     """p50 of ``POST /v1/search`` (JSON, keep-alive client, uvicorn in a subprocess on
-    loopback) against the in-process ``search`` + ``to_dicts`` of the same requests."""
+    loopback) against the in-process ``search`` + ``to_dicts`` of the same requests, and of
+    the same request to a no-op service answering a stored answer (``bench/http_floor.py``):
+    the round trip's floor."""
     import httpx
 
     port = 18000 + os.getpid() % 1000
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "rsembed_db.service.app:create_app",
-                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                              env={**os.environ, "RSEMBED_DB": str(db), "RSEMBED_SEARCH_CACHE_MB": str(cache_mb)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _uvicorn("rsembed_db.service.app:create_app", port,
+                      RSEMBED_DB=str(db), RSEMBED_SEARCH_CACHE_MB=str(cache_mb))
+    floor = None
     store = EmbeddingStore(db)
     sql, _ = lat_band(meta, 1e-3, mid_year(meta))
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            for _ in range(600):  # wait for the server
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client, \
+                httpx.Client(base_url=f"http://127.0.0.1:{port + 1}", timeout=60) as floor_client:
+            _wait_ready(client)
             if HOT and cache_mb > 0:  # the server loads the copy (and its graph) in the background on first use
                 from rsembed_db.query import hot_ann
                 for where, note in ((sql, "in-memory"), (None, "HNSW" if hot_ann.available() else "")):
@@ -249,6 +247,13 @@ def http_overhead(db: Path, vectors, meta, queries: np.ndarray, cache_mb: float)
             for name, where in (("unfiltered", None), ("lat band, 0.10%", sql)):
                 body = lambda i, where=where: {"table": TABLE, "vector": vectors[i].tolist(), "k": K,  # noqa: E731
                                                "filters": {"where": where} if where else {}}
+                if floor is not None:
+                    floor.terminate()
+                    floor.wait(timeout=30)
+                answer_file = db.parent / "http_floor_answer.json"
+                answer_file.write_text(client.post("/v1/search", json=body(queries[0])).text)
+                floor = _uvicorn("bench.http_floor:create_app", port + 1, RSEMBED_BENCH_ANSWER=str(answer_file))
+                _wait_ready(floor_client, "/docs")
 
                 def over_http(i: int, body=body):
                     response = client.post("/v1/search", json=body(i))
@@ -260,13 +265,39 @@ def http_overhead(db: Path, vectors, meta, queries: np.ndarray, cache_mb: float)
                     request.pop("table")
                     return search(store, TABLE, SearchRequest.from_dict(request)).to_dicts()
 
-                (t_http, _), (t_local, _) = interleaved([over_http, in_process], queries)
-                out[name] = {"http_p50": p50(t_http), "local_p50": p50(t_local)}
+                def no_op(i: int, body=body):
+                    response = floor_client.post("/v1/search", json=body(i))
+                    response.raise_for_status()
+                    return response.json()
+
+                (t_http, _), (t_local, _), (t_floor, _) = interleaved([over_http, in_process, no_op], queries)
+                out[name] = {"http_p50": p50(t_http), "local_p50": p50(t_local), "floor_p50": p50(t_floor)}
                 print(name, out[name], flush=True)
             return out
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process in (server, floor):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def _uvicorn(factory: str, port: int, **env: str) -> subprocess.Popen:
+    """``factory``'s app served by uvicorn on 127.0.0.1:``port`` in a subprocess."""
+    return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
+                             "--port", str(port), "--log-level", "warning"], env={**os.environ, **env},
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait_ready(client, path: str = "/healthz") -> None:
+    import httpx
+
+    for _ in range(600):
+        try:
+            client.get(path)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
 
 
 def render(rows: list[dict], threads: list[dict], http: dict, before: dict | None, meta: dict, args, info) -> str:
@@ -318,12 +349,18 @@ def render(rows: list[dict], threads: list[dict], http: dict, before: dict | Non
         if before:
             line += f" {old['ours_1']:.0f} / {old['ours_2']:.0f} / {old['ours_8']:.0f} |" if old else " |"
         lines.append(line)
-    lines += ["", "HTTP (`POST /v1/search`, JSON, uvicorn on loopback, one keep-alive client) against the "
-              "in-process `search(...).to_dicts()` of the same request:", "",
-              "| scenario | HTTP p50 ms | in-process p50 ms | HTTP / in-process |"
-              + (" before HTTP / in-process |" if before else ""), "|---|---|---|---|" + ("---|" if before else "")]
+    lines += ["", "HTTP (`POST /v1/search`, JSON, uvicorn on loopback, one keep-alive httpx client) against the "
+              "in-process `search(...).to_dicts()` of the same request, and the same request to a no-op "
+              "FastAPI service answering a stored answer of the same size (`bench/http_floor.py`): its round "
+              "trip is the floor under any service's overhead here; (in-process + no-op) / in-process is the "
+              "ratio a service adding nothing to it would reach:", "",
+              "| scenario | HTTP p50 ms | in-process p50 ms | HTTP / in-process | no-op round trip p50 ms "
+              "| (in-process + no-op) / in-process |"
+              + (" before HTTP / in-process |" if before else ""), "|---|---|---|---|---|---|" + ("---|" if before else "")]
     for name, r in http.items():
-        line = f"| {name} | {r['http_p50']:.1f} | {r['local_p50']:.1f} | {r['http_p50'] / r['local_p50']:.2f}x |"
+        floor = r.get("floor_p50", float("nan"))
+        line = (f"| {name} | {r['http_p50']:.1f} | {r['local_p50']:.1f} | {r['http_p50'] / r['local_p50']:.2f}x "
+                f"| {floor:.2f} | {(r['local_p50'] + floor) / r['local_p50']:.2f}x |")
         old = (before or {}).get("http", {}).get(name)
         if before:
             line += f" {old['http_p50'] / old['local_p50']:.2f}x |" if old else " |"
