@@ -363,3 +363,12 @@ def test_polygon_routes_exact_and_ann(large, memory, metric, monkeypatch):
                 where = "over in-memory vectors" if memory == "in-memory" else "one pass over the polygon's bbox"
                 assert where in result.notes[-1], result.notes
         assert not ann or np.mean(recalls) >= 0.95, (share, recalls)
+    # with other filters: Lance answers them; the polygon is tested on the centres (in
+    # memory: the copy's, among the rows the other filters keep)
+    polygon, inside = _diamond(lon, lat, 0.2)
+    mask = inside & (rows["year"] == 2020)
+    for i in rng.choice(len(mask), 3, replace=False):
+        result = search(store, "big", SearchRequest(vector=rows["vector"][i], k=10, metric=metric,
+                                                    filters=SearchFilters(polygon=polygon, year=2020)))
+        assert result.matched == int(mask.sum()) and result.route == "exact", result.notes
+        assert_exact(result, rows, rows["vector"][i], metric, 10, mask)

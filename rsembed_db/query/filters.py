@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import h3
 import numpy as np
@@ -40,6 +41,7 @@ import pyarrow as pa
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from rsembed_db.query.point_in_polygon import MIN_POINTS, PolygonGrid
 from rsembed_db.query.request import SearchFilters
 from rsembed_db.store.lance_store import sql_quote
 
@@ -111,14 +113,23 @@ class PolygonTest:
         boxes = shapely.box(*(rows[c].to_numpy(zero_copy_only=False) for c in self.bounds_columns))
         return shapely.intersects(self.polygon, boxes)
 
+    @cached_property
+    def grid(self) -> PolygonGrid:
+        """The polygon's cell classes: many centres are tested by look-up (point_in_polygon.py)."""
+        return PolygonGrid(self.polygon)
+
+    def contains(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Boolean mask of the centres (degrees) on or inside the polygon."""
+        if len(lon) >= MIN_POINTS:
+            return self.grid.contains(lon, lat)
+        return shapely.intersects_xy(self.polygon, lon, lat)
+
     def mask(self, rows: pa.Table | pa.RecordBatch) -> np.ndarray:
         """Boolean mask of the rows that pass (``rows`` holds ``self.columns``)."""
         if rows.num_rows == 0:
             return np.zeros(0, bool)
         if self.match == "centre":
-            lon = rows["lon"].to_numpy(zero_copy_only=False)
-            lat = rows["lat"].to_numpy(zero_copy_only=False)
-            return shapely.intersects_xy(self.polygon, lon, lat)
+            return self.contains(rows["lon"].to_numpy(zero_copy_only=False), rows["lat"].to_numpy(zero_copy_only=False))
         geoms = shapely.from_wkb(rows["geometry"].to_numpy(zero_copy_only=False))
         return shapely.intersects(self.polygon, geoms)
 

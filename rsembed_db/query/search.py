@@ -42,6 +42,21 @@ def _polygon_rows(dataset, compiled: CompiledFilter) -> np.ndarray:
     return candidates["_rowaddr"].to_numpy()[compiled.polygon.mask(candidates)]
 
 
+def _polygon_rows_hot(hot: HotVectors, dataset, compiled: CompiledFilter, rest: CompiledFilter) -> np.ndarray:
+    """As ``_polygon_rows``, testing a ``centre`` polygon on the copy's centres: Lance
+    answers only ``rest`` (the other filters, from its scalar indexes), if any."""
+    assert compiled.polygon is not None  # called only for polygon filters
+    if compiled.polygon.match != "centre":
+        return _polygon_rows(dataset, compiled)
+    positions = None
+    if rest.sql is not None:
+        addresses = dataset.scanner(columns=[], filter=rest.sql, with_row_address=True).to_table()["_rowaddr"]
+        positions = hot.positions(addresses.to_numpy())
+        if positions is None:  # not in the copy: Lance answers all of it
+            return _polygon_rows(dataset, compiled)
+    return hot.addresses[hot.in_polygon(positions, compiled.polygon)]
+
+
 def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql: str | None,
              allowlist: bytes | None, columns: list[str]) -> pa.Table:
     nearest = {"column": "vector", "q": query, "k": k, "metric": metric, "use_index": route.kind == "ann"}
@@ -119,7 +134,11 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
         hot = CACHE.fresh((store.uri, table_name), dataset, profile.fragments())
         # with the vectors in memory the rows inside the polygon are listed first; on Lance
         # the exact route finds them in its one pass (polygon_scan.py), the ANN route lists them
-        allowed = _polygon_rows(dataset, compiled) if polygon and hot is not None else None
+        allowed = None
+        if polygon and hot is not None:
+            rest = compile_filters(replace(filters, polygon=None), max_window_days=profile.max_window_days()
+                                   if filters.start else None, spatial_index=profile.spatial_index)
+            allowed = _polygon_rows_hot(hot, dataset, compiled, rest)
         route = choose_route(profile, request.metric,
                              lambda: len(allowed) if allowed is not None else profile.estimate(compiled.sql, polygon),
                              request.exact)
