@@ -16,7 +16,8 @@ return the true top-k of the matching rows.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -124,64 +125,89 @@ def search(store: EmbeddingStore, table_name: str, request: SearchRequest) -> Se
         request = replace(request, filters=replace(request.filters, tiling=tiling))
         notes.append(f"searched {tiling} rows, the query row's tiling (tiling='any' searches all)")
     filters = _without_table_wide(request.filters, profile)
-    compiled = compile_filters(filters, max_window_days=profile.max_window_days() if filters.start else None,
-                               spatial_index=profile.spatial_index)
     excluded = resolved.keys if request.exclude_query else ()
     columns = fetch_columns(request.columns, profile.model) + (["vector"] if request.include_vector else [])
-    polygon = compiled.polygon
     fetch = request.k + len(excluded)
     try:
         hot = CACHE.fresh((store.uri, table_name), dataset, profile.fragments())
-        # with the vectors in memory the rows inside the polygon are listed first; on Lance
-        # the exact route finds them in its one pass (polygon_scan.py), the ANN route lists them
-        allowed = None
-        if polygon and hot is not None:
-            rest = compile_filters(replace(filters, polygon=None), max_window_days=profile.max_window_days()
-                                   if filters.start else None, spatial_index=profile.spatial_index)
-            allowed = _polygon_rows_hot(hot, dataset, compiled, rest)
-        route = choose_route(profile, request.metric,
-                             lambda: len(allowed) if allowed is not None else profile.estimate(compiled.sql, polygon),
-                             request.exact)
-        if polygon and allowed is None and route.kind == "ann":
-            allowed = _polygon_rows(dataset, compiled)
-            route = choose_route(profile, request.metric, lambda: len(allowed), request.exact)
-        if allowed is not None:  # the polygon test counted the matching rows exactly
-            route = replace(route, matched=len(allowed))
-        allowlist = None if allowed is None else serialize_row_addrs(allowed.tolist())
-
-        def run(route: Route) -> tuple[Route, pa.Table | None]:
-            if allowed is not None and len(allowed) == 0:
-                return Route("exact", "no row inside the polygon", 0), None
-            if route.kind == "ann" and hot is not None and hot.ann is not None and compiled.sql is None \
-                    and allowed is None and request.metric == "cosine":
-                addresses, distances = hot.ann_nearest(resolved.vector, request.metric, fetch + TIE_MARGIN)
-                return (replace(route, reason=f"{route.reason}; in-memory HNSW, re-ranked exactly"),
-                        _rows_at(dataset, addresses, distances, columns))
-            if route.kind == "exact" and hot is not None:
-                rows = _nearest_hot(hot, dataset, resolved.vector, request.metric, fetch, filters, allowed, columns)
-                if rows is not None:
-                    return replace(route, reason=f"{route.reason}; over in-memory vectors"), rows
-            if route.kind == "exact" and polygon and allowed is None:
-                addresses, distances, matched = scan_nearest(dataset, resolved.vector, request.metric,
-                                                             fetch + TIE_MARGIN, compiled)
-                route = replace(route, matched=matched, reason=f"{route.reason}; one pass over the polygon's bbox")
-                return route, _rows_at(dataset, addresses, distances, columns) if matched else None
-            # an allow-list holds the SQL's rows already: ANN prefiltered by it alone takes 16 ms
-            # on 1M rows where adding the SQL takes 41 ms; the exact route keeps the SQL, without
-            # which Lance's flat search over an allow-list read every row (322 ms)
-            sql = None if route.kind == "ann" and allowlist is not None else compiled.sql
-            return route, _nearest(dataset, resolved.vector, request.metric, fetch, route, sql, allowlist, columns)
-
-        route, rows = run(route)
+        plan = _Plan(dataset, hot, resolved.vector, request.metric, fetch, filters,
+                     _compile(filters, profile), columns)
+        route = plan.choose_route(profile, request.exact)
+        route, rows = plan.run(route)
         if route.kind == "ann" and rows is not None and rows.num_rows < fetch:  # the estimate was off
-            route, rows = run(Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact",
-                                    route.matched))
+            route, rows = plan.run(Route("exact", f"ANN returned {rows.num_rows} < {fetch} rows; reran exact",
+                                         route.matched))
     except (ValueError, OSError) as exc:
         raise _filter_error(exc, request) from exc
     if rows is None:
         rows = pa.schema([*(dataset.schema.field(c) for c in columns), pa.field("_distance", pa.float32())]).empty_table()
     return SearchResult(_finish(rows, excluded, request, profile.model), request.metric, request.k, route.kind,
                         route.matched, resolved.keys, time.perf_counter() - started, [*notes, route.reason])
+
+
+def _compile(filters: SearchFilters, profile: TableProfile) -> CompiledFilter:
+    return compile_filters(filters, max_window_days=profile.max_window_days() if filters.start else None,
+                           spatial_index=profile.spatial_index)
+
+
+@dataclass
+class _Plan:
+    """One search's inputs, and the rows inside its polygon once they are listed
+    (``allowed``: row addresses; None while not listed or without a polygon)."""
+
+    dataset: Any
+    hot: HotVectors | None
+    query: np.ndarray
+    metric: str
+    fetch: int
+    filters: SearchFilters
+    compiled: CompiledFilter
+    columns: list[str]
+    allowed: np.ndarray | None = None
+
+    def choose_route(self, profile: TableProfile, exact: bool) -> Route:
+        """The route; a polygon's rows are listed first over an in-memory copy (on Lance
+        the exact route finds them in its one pass, polygon_scan.py), or when the route
+        is ANN (its allow-list); then the match count is exact."""
+        compiled, polygon = self.compiled, self.compiled.polygon
+        if polygon and self.hot is not None:
+            rest = _compile(replace(self.filters, polygon=None), profile)
+            self.allowed = _polygon_rows_hot(self.hot, self.dataset, compiled, rest)
+        allowed = self.allowed
+        route = choose_route(profile, self.metric,
+                             lambda: len(allowed) if allowed is not None else profile.estimate(compiled.sql, polygon),
+                             exact)
+        if polygon and self.allowed is None and route.kind == "ann":
+            listed = self.allowed = _polygon_rows(self.dataset, compiled)
+            route = choose_route(profile, self.metric, lambda: len(listed), exact)
+        return route if self.allowed is None else replace(route, matched=len(self.allowed))
+
+    def run(self, route: Route) -> tuple[Route, pa.Table | None]:
+        """The nearest rows on ``route`` (None: no row inside the polygon), and the route
+        as taken."""
+        dataset, hot, allowed, compiled = self.dataset, self.hot, self.allowed, self.compiled
+        count = self.fetch + TIE_MARGIN
+        if allowed is not None and len(allowed) == 0:
+            return Route("exact", "no row inside the polygon", 0), None
+        if route.kind == "ann" and hot is not None and hot.ann is not None and compiled.sql is None \
+                and allowed is None and self.metric == "cosine":
+            addresses, distances = hot.ann_nearest(self.query, self.metric, count)
+            return (replace(route, reason=f"{route.reason}; in-memory HNSW, re-ranked exactly"),
+                    _rows_at(dataset, addresses, distances, self.columns))
+        if route.kind == "exact" and hot is not None:
+            rows = _nearest_hot(hot, dataset, self.query, self.metric, self.fetch, self.filters, allowed, self.columns)
+            if rows is not None:
+                return replace(route, reason=f"{route.reason}; over in-memory vectors"), rows
+        if route.kind == "exact" and compiled.polygon and allowed is None:
+            addresses, distances, matched = scan_nearest(dataset, self.query, self.metric, count, compiled)
+            route = replace(route, matched=matched, reason=f"{route.reason}; one pass over the polygon's bbox")
+            return route, _rows_at(dataset, addresses, distances, self.columns) if matched else None
+        allowlist = None if allowed is None else serialize_row_addrs(allowed.tolist())
+        # an allow-list holds the SQL's rows already: ANN prefiltered by it alone takes 16 ms
+        # on 1M rows where adding the SQL takes 41 ms; the exact route keeps the SQL, without
+        # which Lance's flat search over an allow-list read every row (322 ms)
+        sql = None if route.kind == "ann" and allowlist is not None else compiled.sql
+        return route, _nearest(dataset, self.query, self.metric, self.fetch, route, sql, allowlist, self.columns)
 
 
 def _without_table_wide(filters: SearchFilters, profile: TableProfile) -> SearchFilters:
