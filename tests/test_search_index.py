@@ -139,8 +139,10 @@ def test_route_at_ten_million_rows():
     assert choose_route(profile, "cosine", lambda: 300_000).kind == "exact"  # 3 %: a flat scan of the subset
     route = choose_route(profile, "cosine", lambda: 1_000_000)  # 10 %: 412.5 matching rows per partition
     assert (route.kind, route.nprobes, route.refine_factor) == ("ann", 97, 2)  # ceil(40 000 / 412.5)
+    assert route.scan_filter  # 10 % > SCAN_FILTER_SHARE: the prefilter is evaluated by a scan
+    assert not choose_route(profile, "cosine", lambda: 500_000).scan_filter  # 5 %: from the scalar indexes
     unfiltered = choose_route(profile, "cosine", lambda: 10_000_000)
-    assert (unfiltered.kind, unfiltered.nprobes) == ("ann", 20)
+    assert (unfiltered.kind, unfiltered.nprobes, unfiltered.scan_filter) == ("ann", 20, False)
     assert choose_route(profile, "l2", lambda: 1_000_000).kind == "exact"  # the index serves cosine
 
 

@@ -19,13 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
-from lance.dataset import serialize_row_addrs
 
 from rsembed_db.errors import ResourceLimit, SpecError
 from rsembed_db.query.filters import CompiledFilter, compile_filters
 from rsembed_db.query.pca import PcaColours
 from rsembed_db.query.profile import table_profile
 from rsembed_db.query.request import SearchFilters
+from rsembed_db.query.row_addrs import allowlist_bytes
 from rsembed_db.store.lance_store import EmbeddingStore
 
 VIEW_COLUMNS = ("key", "tile_id", "h3", "lon", "lat", "t_start", "t_end", "year", "geometry")
@@ -52,7 +52,7 @@ def read_addresses(dataset, addresses: np.ndarray, columns: list[str]) -> pa.Tab
     """The rows at ``addresses`` (any order) with ``columns`` and ``_rowaddr``."""
     if len(addresses) == 0:
         return dataset.schema.empty_table().select(columns).append_column("_rowaddr", pa.array([], pa.uint64()))
-    allow = serialize_row_addrs(sorted(int(a) for a in addresses))
+    allow = allowlist_bytes(np.asarray(addresses, np.uint64))
     return dataset.scanner(columns=columns, row_addr_allowlist=allow, with_row_address=True).to_table()
 
 

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lance.dataset import serialize_row_addrs
 
 from rsembed_db.errors import SpecError
 from rsembed_db.query.anchors import resolve_query
@@ -33,13 +32,16 @@ from rsembed_db.query.profile import TableProfile, table_profile
 from rsembed_db.query.request import SearchFilters, SearchRequest
 from rsembed_db.query.result import SearchResult, fetch_columns, result_table
 from rsembed_db.query.router import Route, choose_route
+from rsembed_db.query.row_addrs import allowlist_bytes
 from rsembed_db.store.lance_store import EmbeddingStore, sql_quote
 
 
-def _polygon_rows(dataset, compiled: CompiledFilter) -> np.ndarray:
-    """Row addresses passing the SQL prefilter and the exact polygon test."""
+def _polygon_rows(dataset, compiled: CompiledFilter, scan: bool = False) -> np.ndarray:
+    """Row addresses passing the SQL prefilter and the exact polygon test; ``scan``: the
+    SQL evaluated by a scan, not from the scalar indexes (``router.SCAN_FILTER_SHARE``)."""
     assert compiled.polygon is not None  # called only for polygon filters
-    candidates = dataset.to_table(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_address=True)
+    candidates = dataset.scanner(columns=list(compiled.polygon.columns), filter=compiled.sql, with_row_address=True,
+                                 use_scalar_index=not scan).to_table()
     return candidates["_rowaddr"].to_numpy()[compiled.polygon.mask(candidates)]
 
 
@@ -64,7 +66,8 @@ def _nearest(dataset, query: np.ndarray, metric: str, k: int, route: Route, sql:
     if route.kind == "ann":
         nearest.update(nprobes=route.nprobes, refine_factor=route.refine_factor)
     scanner = dataset.scanner(columns=[*columns, "_distance"], nearest=nearest, filter=sql, prefilter=True,
-                              row_addr_allowlist=allowlist, disable_scoring_autoprojection=True)
+                              row_addr_allowlist=allowlist, disable_scoring_autoprojection=True,
+                              use_scalar_index=not (route.scan_filter and sql is not None))
     return scanner.to_table()
 
 
@@ -178,7 +181,10 @@ class _Plan:
                              lambda: len(allowed) if allowed is not None else profile.estimate(compiled.sql, polygon),
                              exact)
         if polygon and self.allowed is None and route.kind == "ann":
-            listed = self.allowed = _polygon_rows(self.dataset, compiled)
+            # a scan tests the bbox's lon/lat ranges cheaply; st_intersects (R-tree tables,
+            # ``intersects``) is left to the index, which prunes before testing footprints
+            scan = route.scan_filter and polygon.match == "centre"
+            listed = self.allowed = _polygon_rows(self.dataset, compiled, scan)
             route = choose_route(profile, self.metric, lambda: len(listed), exact)
         return route if self.allowed is None else replace(route, matched=len(self.allowed))
 
@@ -202,7 +208,7 @@ class _Plan:
             addresses, distances, matched = scan_nearest(dataset, self.query, self.metric, count, compiled)
             route = replace(route, matched=matched, reason=f"{route.reason}; one pass over the polygon's bbox")
             return route, _rows_at(dataset, addresses, distances, self.columns) if matched else None
-        allowlist = None if allowed is None else serialize_row_addrs(allowed.tolist())
+        allowlist = None if allowed is None else allowlist_bytes(allowed)
         # an allow-list holds the SQL's rows already: ANN prefiltered by it alone takes 16 ms
         # on 1M rows where adding the SQL takes 41 ms; the exact route keeps the SQL, without
         # which Lance's flat search over an allow-list read every row (322 ms)
