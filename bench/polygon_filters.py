@@ -1,17 +1,17 @@
 """Polygon against bbox filters of the same share, with the previous polygon path as the
 in-run baseline: p50 and recall@10 of ``query.search`` for a bbox and a diamond (half of
 its bbox) centred on the table's median cell, each run with the current code and with the
-code before the raster point test, the scanned wide prefilters and the numpy allow-list.
+code before the raster point test, the scanned wide prefilters, the numpy allow-list and
+the test on the in-memory copy's centres.
 
     .venv/bin/python -m bench.polygon_filters --rows 10000000 --shares 0.0001,0.001,0.01,0.1
     .venv/bin/python -m bench.polygon_filters --rows 1000000 --cache-mb 1024   # the in-memory copy
 
-"Before" is the current code with three knobs turned back, in the same process and turn
+"Before" is the current code with four knobs turned back, in the same process and turn
 by turn with "now": no raster (``filters.MIN_POINTS`` out of reach: shapely alone), every
-prefilter from the scalar indexes (``router.SCAN_FILTER_SHARE`` above 1) and Lance's
-``serialize_row_addrs`` for allow-lists. With ``--cache-mb`` the table is held in memory,
-whose centres the current code tests in place (not a knob: "before" lists them from Lance
-only when the copy is absent, so that comparison is not made here). The table is
+prefilter from the scalar indexes (``router.SCAN_FILTER_SHARE`` above 1), Lance's
+``serialize_row_addrs`` for allow-lists, and a polygon over a table held in memory
+(``--cache-mb``) listed from Lance's lon/lat rather than the copy's. The table is
 ``bench.router_budget``'s (built under ``--db`` when missing).
 """
 
@@ -37,16 +37,18 @@ from rsembed_db.query.search import search
 
 K = 10
 NOW = {"MIN_POINTS": filters.MIN_POINTS, "SCAN_FILTER_SHARE": router.SCAN_FILTER_SHARE,
-       "allowlist_bytes": search_module.allowlist_bytes}
+       "allowlist_bytes": search_module.allowlist_bytes, "_polygon_rows_hot": search_module._polygon_rows_hot}
 BEFORE = {"MIN_POINTS": 10**15, "SCAN_FILTER_SHARE": 2.0,
-          "allowlist_bytes": lambda addresses: serialize_row_addrs(addresses.tolist())}
+          "allowlist_bytes": lambda addresses: serialize_row_addrs(addresses.tolist()),
+          "_polygon_rows_hot": lambda hot, dataset, compiled, rest: search_module._polygon_rows(dataset, compiled)}
 
 
 def run(store, vector: np.ndarray, where: SearchFilters, knobs: dict) -> list[str]:
-    """The keys found with ``knobs`` (NOW or BEFORE) set; every run sets all three."""
+    """The keys found with ``knobs`` (NOW or BEFORE) set; every run sets all four."""
     filters.MIN_POINTS = knobs["MIN_POINTS"]
     router.SCAN_FILTER_SHARE = knobs["SCAN_FILTER_SHARE"]
     search_module.allowlist_bytes = knobs["allowlist_bytes"]
+    search_module._polygon_rows_hot = knobs["_polygon_rows_hot"]  # noqa: SLF001 - the knob under test
     return search(store, TABLE, SearchRequest(vector=vector, k=K, filters=where, columns=("lon", "lat"))).keys
 
 
