@@ -1,12 +1,13 @@
 """Which of many points a polygon holds (boundary included), decided mostly by a raster.
 
-``shapely.intersects_xy`` costs ~60 ns a point (a GEOS point per coordinate). For the
+``shapely.intersects_xy`` costs ~55 ns a point (a GEOS point per coordinate). For the
 hundreds of thousands of row centres a wide polygon filter tests, the polygon's bbox is
 first cut into a grid whose cells GDAL's rasteriser classes as wholly inside, wholly
 outside, or near the boundary: the cells the boundary touches (``all_touched``), widened
 by one cell on every side so that rounding in the rasteriser cannot misclass a cell. A
 point in an inside or outside cell is answered by one look-up; only the points in
-boundary cells go to shapely. Same answers as shapely alone, a few ns a point.
+boundary cells go to shapely. Same answers as shapely alone (tests/test_point_in_polygon.py),
+~11 ns a point (2M centres of a diamond: 23-31 ms against 109 ms).
 """
 
 from __future__ import annotations
