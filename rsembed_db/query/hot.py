@@ -16,9 +16,8 @@ scalar indexes (row addresses), except the time window and a polygon's test on t
 centres: the copy holds ``t_start`` / ``t_end`` because on Lance the overlap test reads
 each candidate's ``t_end``, and ``lon`` / ``lat`` because the polygon test reads every
 centre in the polygon's bbox (211,725 rows of a 1M-row table: 27 ms from Lance, 4-6 ms in
-memory, the raster built). Tables of
-at least ``hot_ann.ANN_MIN_ROWS`` rows also get an HNSW graph for unfiltered searches
-(``hot_ann``), built or read after the copy is loaded.
+memory, the raster built). Tables of at least ``hot_ann.ANN_MIN_ROWS`` rows also get an
+HNSW graph for unfiltered searches (``hot_ann``), built or read after the copy is loaded.
 """
 
 from __future__ import annotations
