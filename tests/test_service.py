@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 
 import pyarrow as pa
@@ -287,6 +288,9 @@ def test_search_over_http(db):
         found = c.post("/v1/search", json={"table": "later", "vector": [1.0] * 8, "k": 2})
         assert found.status_code == 200 and len(found.json()["results"]) == 2, found.text
         assert later.table_names() == ["later", "mosaiks"]
+        shutil.rmtree(f"{db}/later.lance")  # removed by another process, within the listing's second
+        gone = c.post("/v1/search", json={"table": "later", "vector": [1.0] * 8, "k": 2})
+        assert gone.status_code == 404 and gone.json()["error"]["field"] == "table", gone.text
 
 
 def test_grid_output_over_http(db):

@@ -250,9 +250,18 @@ class EmbeddingStore:
         with self._lock:
             dataset = self._datasets.get(name)
         if dataset is None:
-            dataset = self.table(name).to_lance()  # SpecError when absent
-        elif dataset.latest_version != dataset.version:
-            dataset = dataset.checkout_version(dataset.latest_version)
+            dataset = self.table(name).to_lance()  # NotFound when absent
+        else:
+            try:
+                if dataset.latest_version != dataset.version:
+                    dataset = dataset.checkout_version(dataset.latest_version)
+            except OSError:
+                if self.has_table(name):
+                    raise
+                with self._lock:  # removed since it was opened (by another process)
+                    self._datasets.pop(name, None)
+                    self._tables.pop(name, None)
+                return self.dataset(name)  # NotFound naming the table
         with self._lock:
             self._datasets[name] = dataset
         return dataset
