@@ -56,7 +56,8 @@ class ServiceContext:
     def is_stored(self, table: str) -> bool:
         """Whether model table ``table`` is stored. A table created since the last listing
         is found at once (a miss lists again); one removed by another process may still
-        count as stored for up to ``TABLE_LISTING_TTL_S``."""
+        count as stored for up to ``TABLE_LISTING_TTL_S``, and the store then answers
+        NotFound (404) when it is read."""
         listed_at, names = self._listing
         if table in names and time.monotonic() - listed_at < TABLE_LISTING_TTL_S:
             return True
