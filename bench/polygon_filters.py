@@ -23,11 +23,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import shapely
 from lance.dataset import serialize_row_addrs
 
 from bench.results import commit, finish
-from bench.router_budget import table
+from bench.router_budget import centred_shapes, table
 from bench.scale_10m import TABLE, _scaled
 from bench.search_bench import interleaved, p50
 from rsembed_db.query import filters, router
@@ -67,15 +66,9 @@ def main() -> None:
         from rsembed_db.query import hot
         hot.configure(args.cache_mb)
         hot.warm(store, TABLE)
-    data = store.dataset(TABLE).to_table(columns=["key", "lon", "lat"])
-    keys = data["key"].to_numpy(zero_copy_only=False)
-    lon, lat = data["lon"].to_numpy(), data["lat"].to_numpy()
+    keys, lon, lat, centre, shapes = centred_shapes(store)
     norms = np.linalg.norm(vectors, axis=1)
     queries = np.random.default_rng(2).choice(len(keys), args.queries, replace=False)
-    centre = shapely.Point(float(np.median(lon)), float(np.median(lat)))
-    box = shapely.box(centre.x - 1, centre.y - 0.6, centre.x + 1, centre.y + 0.6)
-    diamond = shapely.Polygon([(centre.x - 1, centre.y), (centre.x, centre.y - 0.6), (centre.x + 1, centre.y),
-                               (centre.x, centre.y + 0.6)])
     memory = f", held in memory (`--cache-mb {args.cache_mb:g}`)" if args.cache_mb else ", on Lance"
     lines = [f"### {dt.date.today()}, commit {commit()}", "",
              f"{len(keys):,} rows x 128 float16{memory}, {args.queries} queries (p50 over the last "
@@ -85,9 +78,9 @@ def main() -> None:
              "| polygon / bbox before | polygon / bbox now |", "|---|---|---|---|---|---|---|"]
     for share in (float(s) for s in args.shares.split(",")):
         cells, times = [], []
-        for shape in (box, diamond):
+        for kind, shape in shapes.items():
             geom, mask = _scaled(shape, centre, int(share * len(keys)), lon, lat)
-            where = SearchFilters(bbox=geom.bounds) if shape is box else SearchFilters(polygon=geom)
+            where = SearchFilters(bbox=geom.bounds) if kind == "bbox" else SearchFilters(polygon=geom)
             inside = np.flatnonzero(mask)
             truths = [set(keys[inside[np.argsort(-(vectors[inside] @ vectors[i]) / norms[inside])[:K]]])
                       for i in queries]

@@ -52,6 +52,19 @@ def table(db: Path, rows: int) -> tuple[EmbeddingStore, np.ndarray]:
     return EmbeddingStore(db), synthetic_vectors(cells, years, 128, seed=1)
 
 
+def centred_shapes(store: EmbeddingStore) -> tuple[np.ndarray, np.ndarray, np.ndarray, shapely.Point, dict]:
+    """The table's keys and centres (degrees), its median centre, and about that centre a
+    2 x 1.2 degree ``bbox`` and the diamond inscribed in it (``polygon``: half its area),
+    which ``scale_10m._scaled`` scales to a share of the rows."""
+    data = store.dataset(TABLE).to_table(columns=["key", "lon", "lat"])
+    lon, lat = data["lon"].to_numpy(), data["lat"].to_numpy()
+    centre = shapely.Point(float(np.median(lon)), float(np.median(lat)))
+    shapes = {"bbox": shapely.box(centre.x - 1, centre.y - 0.6, centre.x + 1, centre.y + 0.6),
+              "polygon": shapely.Polygon([(centre.x - 1, centre.y), (centre.x, centre.y - 0.6),
+                                          (centre.x + 1, centre.y), (centre.x, centre.y + 0.6)])}
+    return data["key"].to_numpy(zero_copy_only=False), lon, lat, centre, shapes
+
+
 def run_setting(store: EmbeddingStore, filters: SearchFilters, setting: dict, vector: np.ndarray) -> list[str]:
     patches = [mock.patch.object(router, name, value) for name, value in setting.items() if name != "exact"]
     for patch in patches:
@@ -75,15 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()
     store, vectors = table(args.db or Path(f"/tmp/rsembed_router_budget_{args.rows}"), args.rows)
-    data = store.dataset(TABLE).to_table(columns=["key", "lon", "lat"])
-    keys = data["key"].to_numpy(zero_copy_only=False)
-    lon, lat = data["lon"].to_numpy(), data["lat"].to_numpy()
+    keys, lon, lat, centre, shapes = centred_shapes(store)
     norms = np.linalg.norm(vectors, axis=1)
     queries = np.random.default_rng(2).choice(len(keys), args.queries, replace=False)
-    centre = shapely.Point(float(np.median(lon)), float(np.median(lat)))
-    shapes = {"bbox": shapely.box(centre.x - 1, centre.y - 0.6, centre.x + 1, centre.y + 0.6),
-              "polygon": shapely.Polygon([(centre.x - 1, centre.y), (centre.x, centre.y - 0.6),
-                                          (centre.x + 1, centre.y), (centre.x, centre.y + 0.6)])}
     lines = [f"### {dt.date.today()}, commit {commit()}", "",
              f"{len(keys):,} rows x 128 float16, {args.queries} queries (p50 over the last {args.queries - 3}), "
              f"command: `python -m bench.router_budget --rows {args.rows} --shares {args.shares}`.", "",
