@@ -62,3 +62,10 @@ def test_degenerate_polygon_is_tested_by_shapely_alone():
     flat = shapely.Polygon([(0, 1), (2, 1), (3, 1)])  # no height
     x, y = np.array([0.0, 1.0, 2.5, 1.0]), np.array([1.0, 1.0, 1.0, 1.5])
     assert np.array_equal(PolygonGrid(flat).contains(x, y), shapely.intersects_xy(flat, x, y))
+
+
+def test_null_centres_are_outside():
+    polygon = POLYGONS["diamond"]
+    x, y = np.array([13.0, np.nan, 13.0, np.nan]), np.array([52.5, 52.5, np.nan, np.nan])
+    assert PolygonGrid(polygon).contains(x, y).tolist() == [True, False, False, False]
+    assert shapely.intersects_xy(polygon, x, y).tolist() == [True, False, False, False]

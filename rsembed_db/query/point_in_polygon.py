@@ -7,7 +7,7 @@ outside, or near the boundary: the cells the boundary touches (``all_touched``),
 by one cell on every side so that rounding in the rasteriser cannot misclass a cell. A
 point in an inside or outside cell is answered by one look-up; only the points in
 boundary cells go to shapely. Same answers as shapely alone (tests/test_point_in_polygon.py),
-~11 ns a point (2M centres of a diamond: 23-31 ms against 109 ms).
+~11 ns a point (2M centres of a diamond: 23-33 ms against 109-112 ms).
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ class PolygonGrid:
 
     def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Boolean mask of the points (x, y) on or inside the polygon. A point beyond the
-        grid is clamped to its outer ring (outside)."""
+        grid is clamped to its outer ring (outside), as is a NaN coordinate (a null)."""
         last = self.size - 1
         col = (x - self.origin[0]) * self.scale[0]
-        np.clip(col, 0, last, out=col)
         row = (self.origin[1] - y) * self.scale[1]
-        np.clip(row, 0, last, out=row)
+        for cells in (col, row):  # fmax / fmin take the number over a NaN: NaN -> 0
+            np.fmax(cells, 0, out=cells)
+            np.fmin(cells, last, out=cells)
         index = row.astype(np.intp)
         index *= self.size
         index += col.astype(np.intp)
